@@ -1,0 +1,1 @@
+"""Pure Hamilton dataflows; these modules never import dagster."""

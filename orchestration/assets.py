@@ -1,0 +1,188 @@
+"""`hamilton_assets`: one subsettable multi-asset per dataflow, one Dagster step per selection."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import dagster as dg
+
+from orchestration.dataflow import Dataflow, InputNode
+from orchestration.errors import DataflowError
+from orchestration.execution import StepRunner
+from orchestration.formats import DEFAULT_FORMATS, ValueFormat
+from orchestration.hamilton_stream import ResultStream
+from orchestration.progress import ProgressCallback
+from orchestration.storage import ValueStore
+from orchestration.translator import HamiltonTranslator, is_valid_key
+
+CONFIG_TYPES = {str: str, int: int, float: float, bool: bool}
+UpstreamAsset = dg.AssetsDefinition | dg.AssetSpec | dg.AssetKey
+
+
+def hamilton_assets(
+    *modules: ModuleType,
+    config: Mapping[str, Any] | None = None,
+    translator: HamiltonTranslator | None = None,
+    name: str | None = None,
+    upstream_assets: Sequence[UpstreamAsset] = (),
+    store_root: str | None = None,
+    formats: Sequence[ValueFormat] = (),
+    partitions_def: dg.PartitionsDefinition | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+    pool: str | None = None,
+    op_tags: Mapping[str, Any] | None = None,
+    progress_callbacks: Sequence[ProgressCallback] = (),
+) -> dg.AssetsDefinition:
+    """Turns Hamilton modules into Dagster assets that run as one subsettable step.
+
+    Every user function becomes an asset; `@extract_columns` children are columns of their parent,
+    `@check_output` validators become asset checks, and external inputs become run config (with
+    defaults from `config` or the function signature). An input named after one of
+    `upstream_assets` depends on that asset and is read from the value store.
+    `store_root` defaults to `$PIPELINE_DATA_DIR/assets`, resolved when the step runs.
+    """
+    translator = translator or HamiltonTranslator()
+    stream = ResultStream()
+    dataflow = Dataflow(modules, config, name=name, adapters=[stream])
+
+    keys = {node: translator.get_asset_key(asset.node) for node, asset in dataflow.assets.items()}
+    _check_keys(dataflow, keys)
+    upstream_inputs = _upstream_inputs(dataflow, upstream_assets)
+    config_schema, fixed_inputs = _run_config(dataflow, upstream_inputs)
+
+    specs = []
+    check_specs = []
+    for node_name, asset in dataflow.assets.items():
+        spec = translator.get_asset_spec(
+            asset.node,
+            upstream=[dataflow.assets[up].node for up in asset.upstream],
+            columns=[dataflow.nodes[column] for column in asset.columns],
+            extra_deps=[upstream_inputs[i] for i in asset.inputs if i in upstream_inputs],
+        )
+        if spec.key != keys[node_name]:
+            raise DataflowError(
+                f"Node '{node_name}': get_asset_spec() returned key {spec.key.to_user_string()} but "
+                f"get_asset_key() returned {keys[node_name].to_user_string()}; override "
+                "get_asset_key() to change keys so dependencies stay consistent."
+            )
+        specs.append(spec)
+        check_specs += [
+            dg.AssetCheckSpec(
+                name=check.check_name,
+                asset=spec.key,
+                blocking=check.blocking,
+                description=check.description,
+            )
+            for check in asset.checks
+        ]
+
+    store = None
+    if store_root is not None or formats:
+        from orchestration.paths import assets_dir
+
+        store = ValueStore(store_root or assets_dir(), (*formats, *DEFAULT_FORMATS))
+    runner = StepRunner(
+        dataflow, stream, keys, upstream_inputs, fixed_inputs, store, progress_callbacks
+    )
+
+    @dg.multi_asset(
+        name=dataflow.name,
+        specs=specs,
+        check_specs=check_specs,
+        can_subset=True,
+        config_schema=config_schema,
+        partitions_def=partitions_def,
+        retry_policy=retry_policy,
+        pool=pool,
+        op_tags=op_tags,
+    )
+    def _dataflow(context):  # annotations are strings here, which Dagster's check rejects
+        yield from runner.run(context)
+
+    return _dataflow
+
+
+def _check_keys(dataflow: Dataflow, keys: Mapping[str, dg.AssetKey]) -> None:
+    owners: dict[dg.AssetKey, str] = {}
+    for node_name, key in keys.items():
+        if not is_valid_key(key):
+            raise DataflowError(
+                f"Node '{node_name}' maps to asset key {key.to_user_string()!r}, which has characters "
+                "Dagster does not allow. Fix: use letters, digits and '_' in each '/'-separated part "
+                "(check the node's dagster.asset_key tag or the translator's key prefix)."
+            )
+        if key in owners:
+            raise DataflowError(
+                f"Nodes '{owners[key]}' and '{node_name}' both map to asset key "
+                f"{key.to_user_string()}. Fix: give one of them a different dagster.asset_key tag."
+            )
+        owners[key] = node_name
+
+
+def _upstream_inputs(
+    dataflow: Dataflow, upstream_assets: Sequence[UpstreamAsset]
+) -> dict[str, dg.AssetKey]:
+    """Inputs named after an upstream asset (its last key part, or its whole key joined by `__`)."""
+    names: dict[str, dg.AssetKey] = {}
+    for upstream in upstream_assets:
+        if isinstance(upstream, dg.AssetsDefinition):
+            upstream_keys = list(upstream.keys)
+        elif isinstance(upstream, dg.AssetSpec):
+            upstream_keys = [upstream.key]
+        else:
+            upstream_keys = [dg.AssetKey.from_coercible(upstream)]
+        for key in upstream_keys:
+            names.setdefault(key.path[-1], key)
+            names["__".join(key.path)] = key
+    return {name: names[name] for name in dataflow.inputs if name in names}
+
+
+def _run_config(
+    dataflow: Dataflow, upstream_inputs: Mapping[str, dg.AssetKey]
+) -> tuple[dict[str, dg.Field], dict[str, Any]]:
+    """External inputs as typed run config; values no config type can hold stay fixed."""
+    schema: dict[str, dg.Field] = {}
+    fixed: dict[str, Any] = {}
+    for name, input_node in dataflow.inputs.items():
+        if name in upstream_inputs:
+            continue
+        config_type = _config_type(input_node.type)
+        if config_type is not None:
+            schema[name] = _field(input_node, config_type)
+        elif input_node.has_default:
+            fixed[name] = input_node.default
+        else:
+            readers = ", ".join(f"'{c}'" for c in input_node.consumers)
+            raise DataflowError(
+                f"Node {readers} depends on '{name}' ({getattr(input_node.type, '__name__', input_node.type)}), "
+                "which no function produces and which cannot come from run config. Fix: add a "
+                f"function named '{name}', correct the parameter name, pass '{name}' in "
+                "hamilton_assets(config=...), or list the asset it names in upstream_assets."
+            )
+    return schema, fixed
+
+
+def _config_type(tp: Any) -> Any:
+    if tp in CONFIG_TYPES:
+        return CONFIG_TYPES[tp]
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        inner = _config_type(args[0])
+        return dg.Noneable(inner) if inner is not None else None
+    if origin is list and len(args) == 1 and args[0] in CONFIG_TYPES:
+        return [CONFIG_TYPES[args[0]]]
+    if tp in (list, dict, typing.Any) or origin is dict:
+        return dg.Any
+    return None
+
+
+def _field(input_node: InputNode, config_type: Any) -> dg.Field:
+    description = "Hamilton input of " + ", ".join(input_node.consumers)
+    if input_node.has_default:
+        return dg.Field(config_type, default_value=input_node.default, description=description)
+    return dg.Field(config_type, is_required=True, description=description)

@@ -1,0 +1,81 @@
+"""A Hamilton adapter that hands each finished node to the Dagster step listening in this thread.
+
+Hamilton runs a dataflow in one call; Dagster wants each asset reported as soon as it exists.
+The step runs Hamilton in a worker thread and this hook passes results back through a queue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from hamilton.lifecycle import NodeExecutionHook
+
+
+class RunCancelled(Exception):
+    """Raised inside Hamilton to stop a run whose Dagster step has already given up."""
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node_name: str
+    result: Any
+    duration_s: float
+    error: BaseException | None = None
+
+
+@dataclass
+class _Listener:
+    wanted: Collection[str]
+    sink: Callable[[NodeResult], None]
+    cancelled: threading.Event
+    started: dict[str, float] = field(default_factory=dict)
+    unreported_s: float = 0.0
+
+
+class ResultStream(NodeExecutionHook):
+    """Reports wanted nodes (and any failure); time spent in other nodes counts toward the next."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    @contextmanager
+    def listen(
+        self, wanted: Collection[str], sink: Callable[[NodeResult], None], cancelled: threading.Event
+    ):
+        self._local.listener = _Listener(wanted, sink, cancelled)
+        try:
+            yield
+        finally:
+            self._local.listener = None
+
+    def run_before_node_execution(self, *, node_name: str, **future_kwargs: Any) -> None:
+        listener = getattr(self._local, "listener", None)
+        if listener is None:
+            return
+        if listener.cancelled.is_set():
+            raise RunCancelled(f"stopped before node '{node_name}'")
+        listener.started[node_name] = time.perf_counter()
+
+    def run_after_node_execution(
+        self,
+        *,
+        node_name: str,
+        result: Any,
+        error: Exception | None,
+        success: bool,
+        **future_kwargs: Any,
+    ) -> None:
+        listener = getattr(self._local, "listener", None)
+        if listener is None:
+            return
+        duration = time.perf_counter() - listener.started.pop(node_name, time.perf_counter())
+        if success and node_name not in listener.wanted:
+            listener.unreported_s += duration
+            return
+        listener.sink(NodeResult(node_name, result, duration + listener.unreported_s, error))
+        listener.unreported_s = 0.0

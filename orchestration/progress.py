@@ -1,0 +1,60 @@
+"""Per-asset progress of one run: `[k/N pct%] <asset> done in X s (rows=…) — ETA …`.
+
+N counts only the assets this run computes, so the run reaches 100% (Hamilton's own progress bars
+count overridden nodes, which never run).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+ProgressCallback = Callable[[int, float, str], None]
+logger = logging.getLogger(__name__)
+
+
+class AssetProgress:
+    """Counts finished assets, estimates the time left, and tells the callbacks."""
+
+    def __init__(
+        self,
+        total: int,
+        callbacks: Sequence[ProgressCallback] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.total = total
+        self.done = 0
+        self.callbacks = list(callbacks)
+        self._clock = clock
+        self._started = clock()
+
+    def add_progress_callback(self, callback: ProgressCallback) -> None:
+        self.callbacks.append(callback)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.done / self.total if self.total else 100.0
+
+    def advance(self, asset: str, duration_s: float, rows: int | None = None) -> str:
+        self.done += 1
+        elapsed = self._clock() - self._started
+        remaining = elapsed / self.done * (self.total - self.done)
+        line = (
+            f"[{self.done}/{self.total} {self.percent:.0f}%] {asset} done in {duration_s:.2f} s "
+            f"(rows={'-' if rows is None else rows}) — ETA {_duration(remaining)}"
+        )
+        for callback in self.callbacks:
+            try:
+                callback(self.done, self.percent, line)
+            except Exception:  # a notifier must never fail the run
+                logger.warning("Progress callback %r failed", callback, exc_info=True)
+        return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,120 @@
+"""Stored asset values: one file per asset (and partition), replaced atomically.
+
+A value is written to a hidden temporary file in the target folder, flushed to disk, and renamed
+over the old one, so a crash leaves either the previous value or the complete new one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from orchestration.errors import MissingUpstreamError, StorageError
+from orchestration.formats import DEFAULT_FORMATS, ValueFormat
+
+SAFE_PARTITION = re.compile(r"^[A-Za-z0-9_.=-]+$")
+UNPARTITIONED = "value"
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    path: Path
+    format: str
+    size_bytes: int
+
+
+class ValueStore:
+    """Reads and writes asset values under one root folder."""
+
+    def __init__(self, root: str | Path, formats: tuple[ValueFormat, ...] = DEFAULT_FORMATS):
+        self.root = Path(root).resolve()
+        self.formats = formats
+
+    def folder(self, key: dg.AssetKey) -> Path:
+        return self.root.joinpath(*key.path)
+
+    def _stem(self, partition_key: str | None) -> str:
+        if partition_key is None:
+            return UNPARTITIONED
+        if not SAFE_PARTITION.match(partition_key) or partition_key.strip(".") == "":
+            raise StorageError(
+                f"Partition key {partition_key!r} cannot name a file; use letters, digits, '-', "
+                "'_', '.' or '='."
+            )
+        return f"partition={partition_key}"
+
+    def write(self, key: dg.AssetKey, value: Any, partition_key: str | None = None) -> StoredValue:
+        fmt = self._format_for(key, value)
+        folder = self.folder(key)
+        target = folder / (self._stem(partition_key) + fmt.suffix)
+        temporary = folder / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fmt.write(value, temporary)
+            with temporary.open("rb+") as file:
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise StorageError(
+                f"Could not store asset {key.to_user_string()} at {target}: {error.strerror or error}. "
+                "Fix: make the folder writable or point PIPELINE_DATA_DIR at a writable location; "
+                "the previously stored value is unchanged."
+            ) from error
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        for _, stale in self._existing(key, partition_key):
+            if stale != target:
+                stale.unlink(missing_ok=True)
+        return StoredValue(path=target, format=fmt.name, size_bytes=target.stat().st_size)
+
+    def read(self, key: dg.AssetKey, partition_key: str | None = None) -> Any:
+        for fmt, path in self._existing(key, partition_key):
+            return fmt.read(path)
+        where = f" partition {partition_key}" if partition_key else ""
+        raise MissingUpstreamError(
+            f"Asset {key.to_user_string()}{where} has never been materialized (nothing stored under "
+            f"{self.folder(key)}). Fix: materialize it first, e.g. `dagster asset materialize "
+            f"--select {key.to_user_string()}`, or include it in this run's selection."
+        )
+
+    def exists(self, key: dg.AssetKey, partition_key: str | None = None) -> bool:
+        return bool(self._existing(key, partition_key))
+
+    def path_of(self, key: dg.AssetKey, partition_key: str | None = None) -> Path | None:
+        existing = self._existing(key, partition_key)
+        return existing[0][1] if existing else None
+
+    def _existing(
+        self, key: dg.AssetKey, partition_key: str | None
+    ) -> list[tuple[ValueFormat, Path]]:
+        folder = self.folder(key)
+        stem = self._stem(partition_key)
+        found = []
+        for fmt in self.formats:
+            path = folder / (stem + fmt.suffix)
+            if path.is_file():
+                if not path.resolve().is_relative_to(self.root):
+                    raise StorageError(
+                        f"{path} points outside the value store {self.root}; refusing to read it."
+                    )
+                found.append((fmt, path))
+        return found
+
+    def _format_for(self, key: dg.AssetKey, value: Any) -> ValueFormat:
+        for fmt in self.formats:
+            if fmt.handles(value):
+                return fmt
+        raise StorageError(
+            f"Asset {key.to_user_string()} returned a {type(value).__module__}.{type(value).__name__}, "
+            "which has no safe storage format. Fix: return a DataFrame, Series, numpy array, string, "
+            "JSON-like value or scikit-learn estimator, or pass a ValueFormat for it in "
+            "hamilton_assets(formats=...)."
+        )
