@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from orchestration.dataflow import Dataflow, dependencies
+from orchestration.errors import MissingUpstreamError, StorageError
 from orchestration.hamilton_stream import NodeResult, ResultStream
 from orchestration.metadata import materialization_metadata, row_count
 from orchestration.progress import AssetProgress, ProgressCallback
@@ -95,13 +96,16 @@ class StepRunner:
         partition = context.partition_key if context.has_partition_key else None
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
         plan = plan_selection(self.dataflow, selected)
-        overrides = {name: store.read(self.keys[name], partition) for name in plan.loads}
+        try:
+            overrides = {name: store.read(self.keys[name], partition) for name in plan.loads}
+            inputs = self._inputs(plan, context.op_execution_context.op_config or {}, store, partition)
+        except (MissingUpstreamError, StorageError) as error:
+            raise dg.Failure(description=str(error)) from error
         if plan.loads:
             context.log.info(
                 "Loaded from storage instead of recomputing: "
                 + ", ".join(self.keys[name].to_user_string() for name in plan.loads)
             )
-        inputs = self._inputs(plan, context.op_execution_context.op_config or {}, store, partition)
         progress = AssetProgress(len(plan.assets), self.progress_callbacks)
         yield from self._stream(context, plan, overrides, inputs, store, partition, progress)
 
@@ -162,7 +166,10 @@ class StepRunner:
 
     def _materialize(self, context, item: NodeResult, store, partition, progress, pending_checks):
         key = self.keys[item.node_name]
-        stored = store.write(key, item.result, partition)
+        try:
+            stored = store.write(key, item.result, partition)
+        except StorageError as error:
+            raise dg.Failure(description=f"Node '{item.node_name}': {error}") from error
         metadata = materialization_metadata(item.result, stored, item.duration_s)
         context.log.info(
             progress.advance(key.to_user_string(), item.duration_s, row_count(item.result))
