@@ -61,14 +61,14 @@ class ValueStore:
                 os.fsync(file.fileno())
             os.replace(temporary, target)
         except OSError as error:
-            temporary.unlink(missing_ok=True)
+            _discard(temporary)
             raise StorageError(
                 f"Could not store asset {key.to_user_string()} at {target}: {error.strerror or error}. "
                 "Fix: make the folder writable or point PIPELINE_DATA_DIR at a writable location; "
                 "the previously stored value is unchanged."
             ) from error
         except BaseException:
-            temporary.unlink(missing_ok=True)
+            _discard(temporary)
             raise
         for _, stale in self._existing(key, partition_key):
             if stale != target:
@@ -118,3 +118,10 @@ class ValueStore:
             "JSON-like value or scikit-learn estimator, or pass a ValueFormat for it in "
             "hamilton_assets(formats=...)."
         )
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the folder itself is unusable; nothing was written there
