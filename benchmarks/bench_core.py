@@ -51,7 +51,8 @@ def dataflow_source(n: int, prefix: str = "n", seed: int = 0) -> str:
     functions = []
     for i in range(n):
         layer = i // WIDTH
-        parents = [] if layer == 0 else sorted(rng.sample(range((layer - 1) * WIDTH, layer * WIDTH), rng.randint(1, 2)))
+        previous = range((layer - 1) * WIDTH, layer * WIDTH)
+        parents = sorted(rng.sample(previous, rng.randint(1, 2))) if layer else []
         params = ", ".join(f"{prefix}{p}: int" for p in parents)
         total = " + ".join([*(f"{prefix}{p}" for p in parents), str(i)])
         functions.append(f"def {prefix}{i}({params}) -> int:\n    return ({total}) % 997\n")

@@ -137,18 +137,21 @@ class Dataflow:
 
         assets: set[str] = set()
         parent_of: dict[str, str] = {}
+        owner: dict[str, str] = {name: check.asset for name, check in checks.items()}
         for members in families.values():
             fn = nodes[members[0]].originating_functions[0]
             primary = _primary_node(fn, members)
             if primary is not None:
                 assets.add(primary)
                 for name in members:
+                    owner[name] = primary
                     if name != primary and nodes[name].required_dependencies == {primary}:
                         parent_of[name] = primary
                 continue
             member_set = set(members)
             consumed = {d for m in members for d in dependencies(nodes[m]) if d in member_set}
             assets.update(m for m in members if m not in consumed)
+            owner.update((m, m) for m in members if m not in consumed)
 
         # What each node stands for upstream: assets and columns stand for their asset; internal
         # and check nodes stand for whatever they read. Computed in topological order, no recursion.
@@ -186,6 +189,7 @@ class Dataflow:
             )
         self.checks = checks
         self.parent_of = parent_of
+        self.owner = owner
         self.inputs = self._input_nodes()
 
     def _check_node(self, node: graph_types.HamiltonNode) -> CheckNode:
@@ -225,13 +229,8 @@ class Dataflow:
     # -- queries used at run time ---------------------------------------------------------------
 
     def asset_of(self, node_name: str) -> str | None:
-        """The asset a node's result belongs to (itself, its parent, or the checked asset)."""
-        if node_name in self.assets:
-            return node_name
-        if node_name in self.parent_of:
-            return self.parent_of[node_name]
-        check = self.checks.get(node_name)
-        return check.asset if check else None
+        """The asset a node works for: itself, its parent, the checked asset, or its function's."""
+        return self.owner.get(node_name)
 
 
 def _build_driver(

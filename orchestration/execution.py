@@ -8,6 +8,7 @@ Hamilton runs in a worker thread; each asset is stored and reported as soon as i
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import traceback
@@ -18,14 +19,41 @@ from typing import Any
 
 import dagster as dg
 
+from orchestration import column_lineage
 from orchestration.dataflow import Dataflow, dependencies
 from orchestration.errors import MissingUpstreamError, StorageError
-from orchestration.hamilton_stream import NodeResult, ResultStream
+from orchestration.hamilton_stream import NodeResult, NodeStarted, ResultStream
 from orchestration.metadata import materialization_metadata, row_count
 from orchestration.progress import AssetProgress, ProgressCallback
-from orchestration.storage import ValueStore
+from orchestration.storage import StoredValue, ValueStore
 
 _DONE = object()
+logger = logging.getLogger(__name__)
+
+
+class StepObserver:
+    """Told how a step goes, as it goes (lineage, metrics). Must not block; errors are logged."""
+
+    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None: ...
+
+    def asset_started(self, context, asset: str) -> None: ...
+
+    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None: ...
+
+    def asset_failed(self, context, asset: str, error: BaseException) -> None: ...
+
+    def step_finished(self, context, success: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """What an observer learns about a stored asset value."""
+
+    value: Any
+    stored: StoredValue
+    duration_s: float
+    lineage: Mapping[str, list[column_lineage.ColumnSource]]
+    check_results: Sequence[dg.AssetCheckResult]
 
 
 @dataclass(frozen=True)
@@ -88,26 +116,44 @@ class StepRunner:
         self.fixed_inputs = fixed_inputs
         self.store = store
         self.progress_callbacks = progress_callbacks
+        self.observers: list[StepObserver] = []
 
-    def run(self, context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def store_for_run(self) -> ValueStore:
         from orchestration.paths import assets_dir
 
-        store = self.store or ValueStore(assets_dir())
+        return self.store or ValueStore(assets_dir())
+
+    def _notify(self, method: str, *args) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, method)(*args)
+            except Exception:  # an observer must never break a run
+                logger.warning("%s.%s failed", type(observer).__name__, method, exc_info=True)
+
+    def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        store = self.store_for_run()
         partition = context.partition_key if context.has_partition_key else None
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
         plan = plan_selection(self.dataflow, selected)
+        self._notify("step_started", context, self, plan)
+        success = False
         try:
-            overrides = {name: store.read(self.keys[name], partition) for name in plan.loads}
-            inputs = self._inputs(plan, context.op_execution_context.op_config or {}, store, partition)
-        except (MissingUpstreamError, StorageError) as error:
-            raise dg.Failure(description=str(error)) from error
-        if plan.loads:
-            context.log.info(
-                "Loaded from storage instead of recomputing: "
-                + ", ".join(self.keys[name].to_user_string() for name in plan.loads)
-            )
-        progress = AssetProgress(len(plan.assets), self.progress_callbacks)
-        yield from self._stream(context, plan, overrides, inputs, store, partition, progress)
+            try:
+                overrides = {name: store.read(self.keys[name], partition) for name in plan.loads}
+                inputs = self._inputs(plan, context.op_execution_context.op_config or {}, store, partition)
+            except (MissingUpstreamError, StorageError) as error:
+                raise dg.Failure(description=str(error)) from error
+            if plan.loads:
+                context.log.info(
+                    "Loaded from storage instead of recomputing: "
+                    + ", ".join(self.keys[name].to_user_string() for name in plan.loads)
+                )
+            columns = {name: column_lineage.output_columns(name, value) for name, value in overrides.items()}
+            progress = AssetProgress(len(plan.assets), self.progress_callbacks)
+            yield from self._stream(context, plan, overrides, inputs, store, partition, progress, columns)
+            success = True
+        finally:
+            self._notify("step_finished", context, success)
 
     def _inputs(
         self, plan: ExecutionPlan, config: Mapping[str, Any], store: ValueStore, partition: str | None
@@ -122,7 +168,7 @@ class StepRunner:
                 inputs[name] = self.fixed_inputs[name]
         return inputs
 
-    def _stream(self, context, plan, overrides, inputs, store, partition, progress):
+    def _stream(self, context, plan, overrides, inputs, store, partition, progress, columns):
         results: queue.SimpleQueue = queue.SimpleQueue()
         cancelled = threading.Event()
         wanted = set(plan.final_vars)
@@ -140,6 +186,7 @@ class StepRunner:
         worker = threading.Thread(target=work, name=f"hamilton-{self.dataflow.name}", daemon=True)
         worker.start()
         pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
+        started: set[str] = set()
         failed: NodeResult | None = None
         try:
             while True:
@@ -148,8 +195,17 @@ class StepRunner:
                     break
                 if isinstance(item, BaseException):
                     raise self._failure(failed, item)
+                if isinstance(item, NodeStarted):
+                    asset = self.dataflow.asset_of(item.node_name)
+                    if asset in wanted and asset not in started:
+                        started.add(asset)
+                        self._notify("asset_started", context, asset)
+                    continue
                 if item.error is not None:
                     failed = failed or item
+                    asset = self.dataflow.asset_of(item.node_name)
+                    if asset in wanted:
+                        self._notify("asset_failed", context, asset, item.error)
                     for checks in pending_checks.values():
                         yield from checks
                     pending_checks.clear()
@@ -160,25 +216,33 @@ class StepRunner:
                         self._check_result(check, item.result)
                     )
                     continue
-                yield self._materialize(context, item, store, partition, progress, pending_checks)
+                yield self._materialize(context, item, store, partition, progress, pending_checks, columns)
         finally:
             cancelled.set()
 
-    def _materialize(self, context, item: NodeResult, store, partition, progress, pending_checks):
-        key = self.keys[item.node_name]
+    def _materialize(self, context, item: NodeResult, store, partition, progress, pending_checks, columns):
+        name = item.node_name
+        key = self.keys[name]
         try:
             stored = store.write(key, item.result, partition)
         except StorageError as error:
-            raise dg.Failure(description=f"Node '{item.node_name}': {error}") from error
-        metadata = materialization_metadata(item.result, stored, item.duration_s)
+            raise dg.Failure(description=f"Node '{name}': {error}") from error
+        columns[name] = column_lineage.output_columns(name, item.result)
+        lineage = column_lineage.derive(self.dataflow, name, item.result, columns.get)
+        metadata = materialization_metadata(item.result, stored, item.duration_s, name)
+        if lineage:
+            metadata["dagster/column_lineage"] = column_lineage.as_dagster_metadata(
+                lineage, self.keys.__getitem__
+            )
         context.log.info(
             progress.advance(key.to_user_string(), item.duration_s, row_count(item.result))
         )
-        return dg.MaterializeResult(
-            asset_key=key,
-            metadata=metadata,
-            check_results=pending_checks.pop(item.node_name, None),
+        checks = pending_checks.pop(name, [])
+        self._notify(
+            "asset_materialized", context, name,
+            Materialized(item.result, stored, item.duration_s, lineage, checks),
         )
+        return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
 
     def _check_result(self, check, result) -> dg.AssetCheckResult:
         diagnostics = getattr(result, "diagnostics", None) or {}

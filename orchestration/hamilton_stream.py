@@ -21,6 +21,11 @@ class RunCancelled(Exception):
 
 
 @dataclass(frozen=True)
+class NodeStarted:
+    node_name: str
+
+
+@dataclass(frozen=True)
 class NodeResult:
     node_name: str
     result: Any
@@ -38,7 +43,8 @@ class _Listener:
 
 
 class ResultStream(NodeExecutionHook):
-    """Reports wanted nodes (and any failure); time spent in other nodes counts toward the next."""
+    """Reports node starts, wanted results and any failure; time spent in nodes that are not
+    reported counts toward the next reported one."""
 
     def __init__(self):
         self._local = threading.local()
@@ -59,6 +65,7 @@ class ResultStream(NodeExecutionHook):
             return
         if listener.cancelled.is_set():
             raise RunCancelled(f"stopped before node '{node_name}'")
+        listener.sink(NodeStarted(node_name))
         listener.started[node_name] = time.perf_counter()
 
     def run_after_node_execution(
