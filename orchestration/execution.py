@@ -224,7 +224,7 @@ class StepRunner:
         name = item.node_name
         key = self.keys[name]
         try:
-            stored = store.write(key, item.result, partition)
+            stored = store.write(key, item.result, partition, name=name)
         except StorageError as error:
             raise dg.Failure(description=f"Node '{name}': {error}") from error
         columns[name] = column_lineage.output_columns(name, item.result)

@@ -18,7 +18,6 @@ import pandas as pd
 from orchestration.errors import StorageError
 
 TRUSTED_MODEL_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
-SERIES_COLUMN = "__series__"
 _SAFE_ENTRY = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -31,7 +30,8 @@ class ValueFormat:
     def handles(self, value: Any) -> bool:
         raise NotImplementedError
 
-    def write(self, value: Any, path: Path) -> None:
+    def write(self, value: Any, path: Path, name: str) -> None:
+        """`name` is the value's logical name: the asset's last key part, or a bundle entry."""
         raise NotImplementedError
 
     def read(self, path: Path) -> Any:
@@ -44,7 +44,7 @@ class DataFrameParquet(ValueFormat):
     def handles(self, value: Any) -> bool:
         return isinstance(value, pd.DataFrame)
 
-    def write(self, value: pd.DataFrame, path: Path) -> None:
+    def write(self, value: pd.DataFrame, path: Path, name: str) -> None:
         value.to_parquet(path)
 
     def read(self, path: Path) -> pd.DataFrame:
@@ -52,19 +52,21 @@ class DataFrameParquet(ValueFormat):
 
 
 class SeriesParquet(ValueFormat):
+    """A one-column table whose column is named after the asset; the Series' own name is kept."""
+
     name, suffix = "parquet", ".series.parquet"
 
     def handles(self, value: Any) -> bool:
         return isinstance(value, pd.Series)
 
-    def write(self, value: pd.Series, path: Path) -> None:
-        frame = value.to_frame(SERIES_COLUMN)
+    def write(self, value: pd.Series, path: Path, name: str) -> None:
+        frame = value.to_frame(name)
         frame.attrs["series_name"] = value.name
         frame.to_parquet(path)
 
     def read(self, path: Path) -> pd.Series:
         frame = pd.read_parquet(path)
-        series = frame[SERIES_COLUMN]
+        series = frame.iloc[:, 0]
         series.name = frame.attrs.get("series_name")
         return series
 
@@ -77,7 +79,7 @@ class Text(ValueFormat):
     def handles(self, value: Any) -> bool:
         return isinstance(value, str)
 
-    def write(self, value: str, path: Path) -> None:
+    def write(self, value: str, path: Path, name: str) -> None:
         path.write_text(value, encoding="utf-8")
 
     def read(self, path: Path) -> str:
@@ -96,7 +98,7 @@ class Json(ValueFormat):
             return False
         return True
 
-    def write(self, value: Any, path: Path) -> None:
+    def write(self, value: Any, path: Path, name: str) -> None:
         path.write_text(json.dumps(value, default=_numpy_scalar), encoding="utf-8")
 
     def read(self, path: Path) -> Any:
@@ -109,7 +111,7 @@ class NumpyArray(ValueFormat):
     def handles(self, value: Any) -> bool:
         return isinstance(value, np.ndarray) and value.dtype != object
 
-    def write(self, value: np.ndarray, path: Path) -> None:
+    def write(self, value: np.ndarray, path: Path, name: str) -> None:
         with path.open("wb") as file:
             np.save(file, value, allow_pickle=False)
 
@@ -125,7 +127,7 @@ class SklearnModel(ValueFormat):
     def handles(self, value: Any) -> bool:
         return type(value).__module__.startswith("sklearn.") and hasattr(value, "get_params")
 
-    def write(self, value: Any, path: Path) -> None:
+    def write(self, value: Any, path: Path, name: str) -> None:
         import skops.io
 
         skops.io.dump(value, path)
@@ -167,12 +169,12 @@ class Bundle(ValueFormat):
             and all(self._member_for(item) is not None for item in value.values())
         )
 
-    def write(self, value: dict, path: Path) -> None:
+    def write(self, value: dict, path: Path, name: str) -> None:
         with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(path, "w") as archive:
             for key, item in value.items():
                 fmt = self._member_for(item)
                 entry = Path(scratch) / (key + fmt.suffix)
-                fmt.write(item, entry)
+                fmt.write(item, entry, key)
                 archive.write(entry, entry.name)
 
     def read(self, path: Path) -> dict:

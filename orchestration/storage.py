@@ -49,14 +49,17 @@ class ValueStore:
             )
         return f"partition={partition_key}"
 
-    def write(self, key: dg.AssetKey, value: Any, partition_key: str | None = None) -> StoredValue:
+    def write(
+        self, key: dg.AssetKey, value: Any, partition_key: str | None = None, name: str | None = None
+    ) -> StoredValue:
+        """`name` labels the value inside the file (a Series' column); default: the key's last part."""
         fmt = self._format_for(key, value)
         folder = self.folder(key)
         target = folder / (self._stem(partition_key) + fmt.suffix)
         temporary = folder / f".{target.name}.{uuid.uuid4().hex}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fmt.write(value, temporary)
+            fmt.write(value, temporary, name or key.path[-1])
             with temporary.open("rb+") as file:
                 os.fsync(file.fileno())
             os.replace(temporary, target)

@@ -67,7 +67,7 @@ def test_partitions_are_separate_files(store):
 def test_a_failed_write_leaves_the_old_value_and_no_temporary_file(store, monkeypatch):
     store.write(KEY, pd.DataFrame({"a": [1]}))
 
-    def crash(self, value, path):
+    def crash(self, value, path, name):
         path.write_bytes(b"half a parquet file")
         raise OSError(28, "No space left on device")
 
