@@ -18,7 +18,8 @@ LARGE_ORDER_QUANTITY = 10  # units; bulk orders go to a separate fulfilment team
 @config.when(sales_scope="daily")
 def raw_sales__daily(landing_dir: str, sales_date: str) -> pd.DataFrame:
     """One day's raw sales, exactly as landed (defects included)."""
-    return _read_sales_file(Path(landing_dir) / sales_file_name(sales_date))
+    path = Path(landing_dir) / sales_file_name(sales_date)
+    return _with_sources(_read_sales_file(path), [path])
 
 
 @config.when(sales_scope="all")
@@ -30,7 +31,8 @@ def raw_sales__all(landing_dir: str) -> pd.DataFrame:
             f"No sales_*.csv files in {landing_dir!r}; land some files there first "
             "(e.g. hamilton_pipelines.sample_data.write_sample_sales)."
         )
-    return pd.concat([_read_sales_file(path) for path in paths], ignore_index=True)
+    frames = [_read_sales_file(path) for path in paths]
+    return _with_sources(pd.concat(frames, ignore_index=True), paths)
 
 
 @extract_columns("quantity", "unit_price")
@@ -155,6 +157,12 @@ def sales_report(
             "",
         ]
     )
+
+
+def _with_sources(frame: pd.DataFrame, paths: list[Path]) -> pd.DataFrame:
+    """Records which files were read, so lineage tools can list them as inputs."""
+    frame.attrs["source_files"] = [str(path.resolve()) for path in paths]
+    return frame
 
 
 def _read_sales_file(path: Path) -> pd.DataFrame:

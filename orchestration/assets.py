@@ -14,7 +14,9 @@ from orchestration.dataflow import Dataflow, InputNode
 from orchestration.errors import DataflowError
 from orchestration.execution import StepRunner
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
+from orchestration import lineage_hooks
 from orchestration.hamilton_stream import ResultStream
+from orchestration.lineage import OpenLineageObserver
 from orchestration.progress import ProgressCallback
 from orchestration.storage import ValueStore
 from orchestration.translator import HamiltonTranslator, is_valid_key
@@ -86,8 +88,9 @@ def hamilton_assets(
 
         store = ValueStore(store_root or assets_dir(), (*formats, *DEFAULT_FORMATS))
     runner = StepRunner(
-        dataflow, stream, keys, upstream_inputs, fixed_inputs, store, progress_callbacks
+        dataflow, stream, keys, upstream_inputs, fixed_inputs, store, progress_callbacks, translator
     )
+    runner.observers.append(OpenLineageObserver())
 
     @dg.multi_asset(
         name=dataflow.name,
@@ -99,6 +102,7 @@ def hamilton_assets(
         retry_policy=retry_policy,
         pool=pool,
         op_tags=op_tags,
+        hooks={lineage_hooks.step_succeeded, lineage_hooks.step_failed},
     )
     def _dataflow(context):  # annotations are strings here, which Dagster's check rejects
         yield from runner.run(context)

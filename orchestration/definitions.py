@@ -5,6 +5,7 @@ import dagster as dg
 from hamilton_pipelines import ml_pipeline, sales_analytics
 from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration import hamilton_assets
+from orchestration.lineage_hooks import lineage_sensors
 from orchestration.paths import landing_dir
 
 
@@ -22,4 +23,4 @@ sales_assets = hamilton_assets(
 )
 ml_assets = hamilton_assets(ml_pipeline)
 
-defs = dg.Definitions(assets=[sales_assets, ml_assets])
+defs = dg.Definitions(assets=[sales_assets, ml_assets], sensors=lineage_sensors())

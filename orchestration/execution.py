@@ -107,8 +107,10 @@ class StepRunner:
         fixed_inputs: Mapping[str, Any],
         store: ValueStore | None,
         progress_callbacks: Sequence[ProgressCallback],
+        translator=None,
     ):
         self.dataflow = dataflow
+        self.translator = translator
         self.stream = stream
         self.keys = keys
         self.nodes_by_key = {key: name for name, key in keys.items()}

@@ -52,14 +52,16 @@ class LineageSpool:
     def __len__(self) -> int:
         return len(self.pending())
 
-    def claim(self, name: str) -> bool:
+    def claim(self, name: str, note: str = "") -> bool:
         """True once per name across all processes sharing the spool (e.g. one START per run)."""
-        claims = self.folder / "claims"
-        claims.mkdir(parents=True, exist_ok=True)
+        path = self.folder / "claims" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return False
+        with os.fdopen(descriptor, "w") as file:
+            file.write(note)
         return True
 
 

@@ -1,0 +1,293 @@
+"""OpenLineage for every Dagster run and every Hamilton asset, emitted from inside the run.
+
+- Asset events stream from the step as each Hamilton node starts and finishes
+  (`OpenLineageObserver`, a step observer).
+- The run's START comes from its first Hamilton step; its terminal event from the Dagster hook of
+  the step that finishes last (`lineage_hooks`), or, for runs that crash or are canceled, from
+  run-status sensors. Claims in the spool folder make each of these happen exactly once.
+- Events go to a durable spool and are delivered in the background (`lineage_delivery`), so a
+  slow or dead backend never slows or breaks a run.
+
+Configuration is openlineage-python's own (`openlineage.yml`, `OPENLINEAGE_CONFIG`,
+`OPENLINEAGE_URL`/`OPENLINEAGE_API_KEY`, `OPENLINEAGE__TRANSPORT__...`); `OPENLINEAGE_DISABLED=true`
+turns it off. With nothing configured, events are written as JSON lines to
+`$PIPELINE_DATA_DIR/lineage/events.jsonl`.
+
+`python -m orchestration.lineage status|flush` shows or delivers what is spooled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from openlineage.client import event_v2 as ol
+from openlineage.client import facet_v2 as facets
+
+from orchestration import lineage_events as events
+from orchestration.execution import Materialized, StepObserver
+from orchestration.lineage_delivery import LineageDelivery, LineageSpool
+from orchestration.paths import data_dir
+
+if TYPE_CHECKING:
+    from orchestration.execution import ExecutionPlan, StepRunner
+
+logger = logging.getLogger(__name__)
+STEP_END_WAIT_S = 2.0  # at most this long at the end of a step, and only while delivery progresses
+NO_PROGRESS_S = 0.05
+_deliveries: dict[tuple, LineageDelivery] = {}
+
+
+def enabled() -> bool:
+    return os.environ.get("OPENLINEAGE_DISABLED", "").strip().lower() != "true"
+
+
+def lineage_dir() -> Path:
+    return data_dir() / "lineage"
+
+
+def configured_transport():
+    """The transport openlineage-python's configuration selects; a JSON-lines file if none."""
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.transport.file import FileConfig, FileTransport
+
+    client_log = logging.getLogger("openlineage.client.client")
+    previous = client_log.level
+    client_log.setLevel(logging.ERROR)  # its "will print events to console" warning is ours to decide
+    try:
+        client = OpenLineageClient()
+    finally:
+        client_log.setLevel(previous)
+    if client.transport.kind == "console":
+        path = lineage_dir() / "events.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileTransport(FileConfig(log_file_path=str(path), append=True))
+    return client.transport
+
+
+def delivery() -> LineageDelivery:
+    """This process's delivery for the current data directory and configuration."""
+    signature = (
+        str(lineage_dir()),
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OPENLINEAGE"))),
+    )
+    if signature not in _deliveries:
+        _deliveries[signature] = LineageDelivery(LineageSpool(lineage_dir() / "spool"), configured_transport)
+    return _deliveries[signature]
+
+
+def emit(event: Any) -> None:
+    delivery().emit(event)
+
+
+def claim(run_id: str, name: str, note: dict | None = None) -> bool:
+    return delivery().spool.claim(f"{run_id}/{name}", json.dumps(note or {}))
+
+
+def drain(timeout_s: float = STEP_END_WAIT_S) -> None:
+    """Gives the background delivery a moment to send, but only while it keeps succeeding."""
+    target = delivery()
+    deadline = time.monotonic() + timeout_s
+    pending = len(target.spool)
+    while pending and time.monotonic() < deadline and not target.last_error:
+        time.sleep(NO_PROGRESS_S)
+        now_pending = len(target.spool)
+        if now_pending >= pending:
+            return
+        pending = now_pending
+
+
+def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterRun:
+    """The Dagster run as events describe it, from the instance's run record."""
+    record = instance.get_run_record_by_id(run_id)
+    run = record.dagster_run
+    created = record.create_timestamp
+    nominal_start = nominal_end = None
+    scheduled = run.tags.get("dagster/scheduled_execution_time")
+    if partition_window is not None:
+        nominal_start, nominal_end = partition_window.start, partition_window.end
+    elif scheduled:
+        nominal_start = datetime.fromisoformat(scheduled)
+    return events.DagsterRun(
+        run_id=run_id,
+        job_name=run.job_name,
+        created=created if created.tzinfo else created.replace(tzinfo=timezone.utc),
+        nominal_start=nominal_start,
+        nominal_end=nominal_end,
+        tags=dict(run.tags),
+    )
+
+
+def start_run(run: events.DagsterRun) -> None:
+    if claim(run.run_id, "START"):
+        emit(events.run_event(ol.RunState.START, run))
+
+
+def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException | str | None = None) -> bool:
+    """Emits the run's one terminal event, and closes asset runs a crash left open."""
+    if not claim(run.run_id, "END"):
+        return False
+    start_run(run)  # a run that died before its first step still gets its START
+    for job in open_asset_runs(run.run_id):
+        if claim(run.run_id, f"asset-END-{job.asset_key}"):
+            emit(events.asset_event(state, run, job, error="the run ended before this asset finished"))
+    emit(events.run_event(state, run, error))
+    return True
+
+
+def open_asset_runs(run_id: str) -> list[events.AssetJob]:
+    claims = delivery().spool.folder / "claims" / run_id
+    if not claims.is_dir():
+        return []
+    ended = {p.name.removeprefix("asset-END-") for p in claims.glob("asset-END-*")}
+    jobs = []
+    for started in sorted(claims.glob("asset-START-*")):
+        key = started.name.removeprefix("asset-START-")
+        if key not in ended:
+            jobs.append(events.AssetJob(**json.loads(started.read_text() or "{}")))
+    return jobs
+
+
+class OpenLineageObserver(StepObserver):
+    """Emits asset-level events as a Hamilton step progresses."""
+
+    def __init__(self):
+        self._runs: dict[str, tuple[events.DagsterRun, StepRunner, Any]] = {}
+
+    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
+        if not enabled():
+            return
+        window = context.partition_time_window if _has_time_window(context) else None
+        run = dagster_run(context.instance, context.run.run_id, window)
+        partition = context.partition_key if context.has_partition_key else None
+        self._runs[context.run.run_id] = (run, runner, partition)
+        start_run(run)
+
+    def asset_started(self, context, asset: str) -> None:
+        if context.run.run_id not in self._runs:
+            return
+        run, runner, _ = self._runs[context.run.run_id]
+        job = self._job(runner, asset)
+        note = {k: v for k, v in job.__dict__.items() if v is not None}
+        note["owners"], note["tags"] = list(job.owners), dict(job.tags)
+        if claim(run.run_id, f"asset-START-{job.asset_key}", note):
+            emit(events.asset_event(ol.RunState.START, run, job))
+
+    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
+        if context.run.run_id not in self._runs:
+            return
+        run, runner, partition = self._runs[context.run.run_id]
+        job = self._job(runner, asset)
+        if not claim(run.run_id, f"asset-END-{job.asset_key}"):
+            return
+        upstream = self._upstream_paths(runner, asset, partition)
+        inputs = [events.input_file(path) for path in upstream.values()]
+        if not runner.dataflow.assets[asset].upstream:
+            inputs += [events.input_file(path) for path in _source_files(materialized.value)]
+        output = events.output_file(
+            materialized.stored.path,
+            materialized.value,
+            materialized.stored.size_bytes,
+            materialized.lineage,
+            upstream,
+            assertions=[_assertion(check) for check in materialized.check_results],
+            column=asset,
+        )
+        emit(events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output]))
+
+    def asset_failed(self, context, asset: str, error: BaseException) -> None:
+        if context.run.run_id not in self._runs or _will_retry(context):
+            return
+        run, runner, _ = self._runs[context.run.run_id]
+        job = self._job(runner, asset)
+        if claim(run.run_id, f"asset-END-{job.asset_key}"):
+            emit(events.asset_event(ol.RunState.FAIL, run, job, error=error))
+
+    def step_finished(self, context, success: bool) -> None:
+        if self._runs.pop(context.run.run_id, None) is not None:
+            drain()
+
+    @staticmethod
+    def _job(runner: StepRunner, asset: str) -> events.AssetJob:
+        key = runner.keys[asset]
+        node = runner.dataflow.assets[asset].node
+        fn = node.originating_functions[0] if node.originating_functions else None
+        code = getattr(fn, "__code__", None)
+        return events.AssetJob(
+            name=f"{runner.dataflow.name}.{'.'.join(key.path)}",
+            asset_key=key.to_user_string().replace("/", "."),
+            source_file=code.co_filename if code else None,
+            source_line=code.co_firstlineno if code else None,
+            description=(node.documentation or "").strip() or None,
+            owners=tuple(runner.translator.get_owners(node)),
+            tags=runner.translator.get_tags(node),
+        )
+
+    @staticmethod
+    def _upstream_paths(runner: StepRunner, asset: str, partition: str | None) -> dict[str, str]:
+        store = runner.store_for_run()
+        paths = {}
+        for name in runner.dataflow.assets[asset].upstream:
+            path = store.path_of(runner.keys[name], partition)
+            if path is not None:
+                paths[name] = str(path)
+        for name in runner.dataflow.assets[asset].inputs:
+            if name in runner.upstream_inputs:
+                path = store.path_of(runner.upstream_inputs[name], partition)
+                if path is not None:
+                    paths[name] = str(path)
+        return paths
+
+
+def _has_time_window(context) -> bool:
+    try:
+        return context.has_partition_key and context.partition_time_window is not None
+    except Exception:  # not a time-window partition
+        return False
+
+
+def _will_retry(context) -> bool:
+    policy = context.op_execution_context.op_def.retry_policy
+    return bool(policy) and context.op_execution_context.retry_number < policy.max_retries
+
+
+def _source_files(value: object) -> list[str]:
+    """Files a source node read, as it declares them in `DataFrame.attrs['source_files']`."""
+    attrs = getattr(value, "attrs", None) or {}
+    return [str(Path(p).resolve()) for p in attrs.get("source_files", [])]
+
+
+def _assertion(check) -> facets.data_quality_assertions_dataset.Assertion:
+    return facets.data_quality_assertions_dataset.Assertion(
+        assertion=check.check_name,
+        success=bool(check.passed),
+        severity=check.severity.value.lower() if check.severity else None,
+        description=check.description,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`status`: what is spooled; `flush`: deliver it now."""
+    command = (argv if argv is not None else sys.argv[1:] or ["status"])[0]
+    target = delivery()
+    if command == "status":
+        print(f"{len(target.spool)} event(s) waiting in {target.spool.folder}")
+        return 0
+    if command == "flush":
+        sent, pending = target.deliver_pending()
+        print(f"delivered {sent} event(s); {pending} still waiting in {target.spool.folder}")
+        if target.last_error:
+            print(f"backend error: {target.last_error}", file=sys.stderr)
+        return 0 if pending == 0 else 1
+    print("usage: python -m orchestration.lineage [status|flush]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""OpenLineage events for Dagster runs and Hamilton assets (naming and facets: docs/lineage.md).
+
+- The Dagster run is one OpenLineage run of job `<Dagster job name>`.
+- Each asset is its own job, `<dataflow>.<asset key parts joined by '.'>`, whose run's `parent`
+  (and `root`) facet points at the Dagster run.
+- RunIds are deterministic UUIDv7s from the Dagster run's creation time and id (plus the asset
+  key), so a retried step or a re-delivered event never makes a second run.
+- Datasets are the stored files: namespace `file`, name = absolute path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata as package_metadata
+from pathlib import Path
+
+import pandas as pd
+from openlineage.client import event_v2 as ol
+from openlineage.client import facet_v2 as facets
+from openlineage.client.uuid import generate_static_uuid
+
+
+from orchestration.column_lineage import ColumnSource
+
+DEFAULT_NAMESPACE = "dagster"
+FILE_NAMESPACE = "file"
+PRODUCER = "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines"
+TRANSFORMATION_SUBTYPES = {
+    "IDENTITY": ("DIRECT", "IDENTITY", "Series placed in the frame under its own name"),
+    "TRANSFORMATION": ("DIRECT", "TRANSFORMATION", "computed from these columns (Hamilton column nodes)"),
+    "INFERRED": ("DIRECT", "TRANSFORMATION", "same column name in an opaque whole-frame function"),
+    "UNKNOWN": ("INDIRECT", None, "opaque whole-frame function: any input column may contribute"),
+}
+
+
+facets.set_producer(PRODUCER)  # facets name this integration as their producer, like events do
+
+
+def namespace() -> str:
+    """`$OPENLINEAGE_NAMESPACE`, as other OpenLineage integrations read it; else `dagster`."""
+    return os.environ.get("OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE
+
+
+def _version(package: str) -> str:
+    try:
+        return package_metadata.version(package)
+    except package_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+ENGINE_VERSIONS = {"dagster": _version("dagster"), "hamilton": _version("apache-hamilton")}
+ADAPTER_VERSION = _version("hamilton-dagster-pipelines")
+
+
+@dataclass(frozen=True)
+class DagsterRun:
+    """What every event of one Dagster run shares."""
+
+    run_id: str
+    job_name: str
+    created: datetime
+    nominal_start: datetime | None = None
+    nominal_end: datetime | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def openlineage_run_id(self) -> str:
+        return str(generate_static_uuid(self.created, f"dagster-run:{self.run_id}".encode()))
+
+    def asset_run_id(self, asset_key: str) -> str:
+        return str(generate_static_uuid(self.created, f"{self.run_id}:{asset_key}".encode()))
+
+
+@dataclass(frozen=True)
+class AssetJob:
+    """The asset-level job: its name and the Hamilton function behind it."""
+
+    name: str
+    asset_key: str
+    source_file: str | None = None
+    source_line: int | None = None
+    description: str | None = None
+    owners: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def run_event(state: ol.RunState, run: DagsterRun, error: BaseException | str | None = None) -> ol.RunEvent:
+    return ol.RunEvent(
+        eventType=state,
+        eventTime=_now(),
+        run=ol.Run(runId=run.openlineage_run_id, facets=_run_facets(run, "Dagster", error)),
+        job=ol.Job(
+            namespace=namespace(),
+            name=run.job_name,
+            facets={"jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "DAGSTER", "JOB")},
+        ),
+        producer=PRODUCER,
+    )
+
+
+def asset_event(
+    state: ol.RunState,
+    run: DagsterRun,
+    job: AssetJob,
+    inputs: Sequence[ol.InputDataset] = (),
+    outputs: Sequence[ol.OutputDataset] = (),
+    error: BaseException | str | None = None,
+) -> ol.RunEvent:
+    run_facets = _run_facets(run, "Hamilton", error)
+    parent_job = {"namespace": namespace(), "name": run.job_name}
+    run_facets["parent"] = facets.parent_run.ParentRunFacet(
+        run=facets.parent_run.Run(runId=run.openlineage_run_id),
+        job=facets.parent_run.Job(**parent_job),
+        root=facets.parent_run.Root(
+            run=facets.parent_run.RootRun(runId=run.openlineage_run_id),
+            job=facets.parent_run.RootJob(**parent_job),
+        ),
+    )
+    return ol.RunEvent(
+        eventType=state,
+        eventTime=_now(),
+        run=ol.Run(runId=run.asset_run_id(job.asset_key), facets=run_facets),
+        job=ol.Job(namespace=namespace(), name=job.name, facets=_job_facets(job)),
+        inputs=list(inputs),
+        outputs=list(outputs),
+        producer=PRODUCER,
+    )
+
+
+def input_file(path: Path | str) -> ol.InputDataset:
+    return ol.InputDataset(namespace=FILE_NAMESPACE, name=str(path))
+
+
+def output_file(
+    path: Path | str,
+    value: object,
+    size_bytes: int | None,
+    lineage: Mapping[str, Sequence[ColumnSource]],
+    input_paths: Mapping[str, str],
+    assertions: Sequence[facets.data_quality_assertions_dataset.Assertion] = (),
+    column: str | None = None,
+) -> ol.OutputDataset:
+    """The stored value as a dataset: schema, column lineage, row count and size, checks."""
+    dataset_facets: dict[str, facets.DatasetFacet] = {}
+    fields = _schema_fields(value, column)
+    if fields:
+        dataset_facets["schema"] = facets.schema_dataset.SchemaDatasetFacet(fields=fields)
+    column_facet = _column_lineage(lineage, input_paths)
+    if column_facet is not None:
+        dataset_facets["columnLineage"] = column_facet
+    if assertions:
+        dataset_facets["dataQualityAssertions"] = (
+            facets.data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=list(assertions))
+        )
+    rows = len(value) if isinstance(value, (pd.DataFrame, pd.Series)) else None
+    return ol.OutputDataset(
+        namespace=FILE_NAMESPACE,
+        name=str(path),
+        facets=dataset_facets,
+        outputFacets={
+            "outputStatistics": facets.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                rowCount=rows, size=size_bytes, fileCount=1
+            )
+        },
+    )
+
+
+def _schema_fields(value: object, column: str | None) -> list:
+    field_type = facets.schema_dataset.SchemaDatasetFacetFields
+    if isinstance(value, pd.DataFrame):
+        return [field_type(name=str(c), type=str(t)) for c, t in value.dtypes.items()]
+    if isinstance(value, pd.Series) and column:
+        return [field_type(name=column, type=str(value.dtype))]
+    return []
+
+
+def _column_lineage(
+    lineage: Mapping[str, Sequence[ColumnSource]], input_paths: Mapping[str, str]
+) -> facets.column_lineage_dataset.ColumnLineageDatasetFacet | None:
+    cl = facets.column_lineage_dataset
+    fields = {}
+    for column, sources in lineage.items():
+        input_fields = []
+        for source in sources:
+            if source.asset not in input_paths:
+                continue
+            kind, subtype, description = TRANSFORMATION_SUBTYPES[source.how]
+            input_fields.append(
+                cl.InputField(
+                    namespace=FILE_NAMESPACE,
+                    name=input_paths[source.asset],
+                    field=source.column,
+                    transformations=[
+                        cl.Transformation(type=kind, subtype=subtype, description=description, masking=False)
+                    ],
+                )
+            )
+        if input_fields:
+            fields[column] = cl.Fields(inputFields=input_fields)
+    return cl.ColumnLineageDatasetFacet(fields=fields) if fields else None
+
+
+def _run_facets(run: DagsterRun, engine: str, error: BaseException | str | None) -> dict:
+    run_facets: dict[str, facets.RunFacet] = {
+        "processing_engine": facets.processing_engine_run.ProcessingEngineRunFacet(
+            version=ENGINE_VERSIONS[engine.lower()],
+            name=engine,
+            openlineageAdapterVersion=ADAPTER_VERSION,
+        )
+    }
+    if run.nominal_start is not None:
+        run_facets["nominalTime"] = facets.nominal_time_run.NominalTimeRunFacet(
+            nominalStartTime=_iso(run.nominal_start),
+            nominalEndTime=_iso(run.nominal_end) if run.nominal_end else None,
+        )
+    if error is not None:
+        import traceback
+
+        if isinstance(error, BaseException):
+            message = f"{type(error).__name__}: {error}"
+            stack = "".join(traceback.format_exception(error))
+        else:
+            message, stack = str(error), None
+        run_facets["errorMessage"] = facets.error_message_run.ErrorMessageRunFacet(
+            message=message, programmingLanguage="python", stackTrace=stack
+        )
+    return run_facets
+
+
+def _job_facets(job: AssetJob) -> dict:
+    job_facets: dict[str, facets.JobFacet] = {
+        "jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "HAMILTON", "ASSET"),
+    }
+    if job.source_file:
+        anchor = f"#L{job.source_line}" if job.source_line else ""
+        job_facets["sourceCodeLocation"] = facets.source_code_location_job.SourceCodeLocationJobFacet(
+            type="file", url=f"file://{job.source_file}{anchor}", path=job.source_file
+        )
+    if job.description:
+        job_facets["documentation"] = facets.documentation_job.DocumentationJobFacet(
+            description=job.description, contentType="text/plain"
+        )
+    if job.owners:
+        job_facets["ownership"] = facets.ownership_job.OwnershipJobFacet(
+            owners=[facets.ownership_job.Owner(name=owner) for owner in job.owners]
+        )
+    if job.tags:
+        job_facets["tags"] = facets.tags_job.TagsJobFacet(
+            tags=[facets.tags_job.TagsJobFacetFields(key=k, value=v, source="HAMILTON") for k, v in job.tags.items()]
+        )
+    return job_facets
+
+
+def _now() -> str:
+    return _iso(datetime.now(timezone.utc))
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()

@@ -1,0 +1,132 @@
+"""Dagster hooks and sensors that give every run exactly one terminal OpenLineage event.
+
+Inside the run, the success/failure hook of each Hamilton step checks whether it is the last step
+left (steps downstream of a failure count as done, since Dagster will skip them) and, if so, ends
+the run. Runs that crash, are killed or canceled never reach those hooks; run-status sensors end
+them instead. A claim in the spool makes whichever comes first the only one. A last sensor delivers
+whatever is still spooled, so events from a backend outage arrive once it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import dagster as dg
+from dagster import DagsterEventType
+from openlineage.client.event_v2 import RunState
+
+from orchestration import lineage
+
+logger = logging.getLogger(__name__)
+_STEP_ENDS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED}
+
+
+@dg.success_hook(name="openlineage_step_succeeded")
+def step_succeeded(context: dg.HookContext) -> None:
+    _end_run_if_last_step(context, failed=False)
+
+
+@dg.failure_hook(name="openlineage_step_failed")
+def step_failed(context: dg.HookContext) -> None:
+    _end_run_if_last_step(context, failed=True)
+
+
+def _end_run_if_last_step(context: dg.HookContext, failed: bool) -> None:
+    if not lineage.enabled():
+        return
+    try:
+        failed_steps = _remaining_steps(context.instance, context.run_id, context.step_key, failed)
+        if failed_steps is None:
+            return
+        run = lineage.dagster_run(context.instance, context.run_id)
+        if failed_steps:
+            error = context.op_exception if failed else f"step(s) {', '.join(sorted(failed_steps))} failed"
+            lineage.finish_run(run, RunState.FAIL, error)
+        else:
+            lineage.finish_run(run, RunState.COMPLETE)
+        lineage.drain()
+    except Exception:  # lineage must never fail a run
+        logger.warning("Could not end the OpenLineage run for %s", context.run_id, exc_info=True)
+
+
+def _remaining_steps(instance, run_id: str, step_key: str, failed: bool) -> set[str] | None:
+    """None while other steps may still run; else the set of failed steps (empty: success)."""
+    run = instance.get_run_by_id(run_id)
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    done, failed_steps = {step_key}, {step_key} if failed else set()
+    for record in instance.get_records_for_run(run_id, of_type=_STEP_ENDS).records:
+        entry = record.event_log_entry
+        done.add(entry.step_key)
+        if entry.dagster_event.event_type == DagsterEventType.STEP_FAILURE:
+            failed_steps.add(entry.step_key)
+    children: dict[str, set[str]] = defaultdict(set)
+    for step in plan.steps:
+        for step_input in step.inputs:
+            for handle in step_input.upstream_output_handles:
+                children[handle.step_key].add(step.key)
+    doomed, frontier = set(), list(failed_steps)
+    while frontier:
+        for child in children[frontier.pop()]:
+            if child not in doomed:
+                doomed.add(child)
+                frontier.append(child)
+    if set(plan.step_keys_to_execute) - done - doomed:
+        return None
+    return failed_steps
+
+
+def _end_from_sensor(context: dg.RunStatusSensorContext, state: RunState, error: str | None = None):
+    if not lineage.enabled():
+        return dg.SkipReason("OpenLineage is disabled (OPENLINEAGE_DISABLED=true)")
+    run = lineage.dagster_run(context.instance, context.dagster_run.run_id)
+    if lineage.finish_run(run, state, error):
+        lineage.drain()
+        return dg.SkipReason(f"emitted {state.value} for run {run.run_id}")
+    return dg.SkipReason(f"run {run.run_id} already ended in lineage")
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="openlineage_run_succeeded",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def run_succeeded(context: dg.RunStatusSensorContext):
+    return _end_from_sensor(context, RunState.COMPLETE)
+
+
+@dg.run_failure_sensor(name="openlineage_run_failed", default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failed(context: dg.RunFailureSensorContext):
+    message = context.failure_event.message if context.failure_event else "the run failed"
+    return _end_from_sensor(context, RunState.FAIL, message)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    name="openlineage_run_canceled",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def run_canceled(context: dg.RunStatusSensorContext):
+    return _end_from_sensor(context, RunState.ABORT, "the run was canceled")
+
+
+@dg.sensor(
+    name="openlineage_spool",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Delivers OpenLineage events that are still spooled (e.g. after a backend outage).",
+)
+def deliver_spooled_events(context: dg.SensorEvaluationContext):
+    if not lineage.enabled():
+        return dg.SkipReason("OpenLineage is disabled (OPENLINEAGE_DISABLED=true)")
+    target = lineage.delivery()
+    sent, pending = target.deliver_pending()
+    reason = f"delivered {sent} spooled event(s); {pending} waiting"
+    if target.last_error:
+        reason += f"; backend error: {target.last_error}"
+    return dg.SkipReason(reason)
+
+
+def lineage_sensors() -> list:
+    """Add these to `Definitions(sensors=...)` so crashed and canceled runs end in lineage too."""
+    return [run_succeeded, run_failed, run_canceled, deliver_spooled_events]
