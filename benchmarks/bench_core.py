@@ -20,16 +20,19 @@ graph of a 5,000-node dataflow against bare specs in multi-assets of 500.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import importlib.util
 import inspect
 import json
 import os
+import pstats
 import random
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -149,48 +152,54 @@ def worker(kind: str, n: int, workdir: Path, profile: str | None) -> float:
     """Runs in its own process: warms up on a small dataflow, then times the real one once."""
     import dagster as dg
 
+    profiles = _profile_threads() if profile else []
     (workdir / "instance").mkdir()
     instance = dg.DagsterInstance.local_temp(str(workdir / "instance"))
     measure = MEASUREMENTS[kind]
     measure(load_dataflow(workdir, "warmup", WARMUP_NODES), instance, workdir)()
     call = measure(load_dataflow(workdir, "flow", n), instance, workdir)
     if profile:
-        return _profiled(call, profile)
+        profiles.append(cProfile.Profile())
+        profiles[-1].enable()
     start = time.perf_counter()
     call()
-    return time.perf_counter() - start
-
-
-def _profiled(call, path: str) -> float:
-    """Profiles every thread (Hamilton runs in a worker thread) into one stats file."""
-    import cProfile
-    import pstats
-    import threading
-
-    profiles = [cProfile.Profile()]
-    original = threading.Thread.run
-
-    def run(thread):
-        profiles.append(cProfile.Profile())
-        profiles[-1].runcall(original, thread)
-
-    threading.Thread.run = run
-    start = time.perf_counter()
-    profiles[0].runcall(call)
     elapsed = time.perf_counter() - start
-    threading.Thread.run = original
-    pstats.Stats(*profiles).dump_stats(path)
+    if profile:
+        profiles[-1].disable()
+        pstats.Stats(*profiles).dump_stats(profile)
     return elapsed
+
+
+def _profile_threads() -> list[cProfile.Profile]:
+    """Profiles every thread started from now on (Hamilton's, background lineage delivery)."""
+    profiles = []
+    run = threading.Thread.run
+
+    def profiled_run(thread):
+        profiles.append(cProfile.Profile())
+        profiles[-1].runcall(run, thread)
+
+    threading.Thread.run = profiled_run
+    return profiles
 
 
 # -- driver ---------------------------------------------------------------------------------------
 
 
 def run_worker(kind: str, n: int, profile: str | None = None) -> float:
+    """One measurement in a fresh process whose state (instance, data, lineage) is all temporary."""
     with tempfile.TemporaryDirectory(prefix="bench_core_") as tmp:
-        home = Path(tmp) / "dagster_home"
-        home.mkdir()
-        env = {**os.environ, "HAMILTON_TELEMETRY_ENABLED": "false", "DAGSTER_HOME": str(home)}
+        folder = Path(tmp)
+        (folder / "dagster_home").mkdir()
+        # OpenLineage stays on, as by default, but writes JSON lines under the temporary data dir.
+        (folder / "openlineage.yml").write_text("transport:\n  type: console\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLINEAGE")}
+        env.update(
+            HAMILTON_TELEMETRY_ENABLED="false",
+            DAGSTER_HOME=str(folder / "dagster_home"),
+            PIPELINE_DATA_DIR=str(folder / "data"),
+            OPENLINEAGE_CONFIG=str(folder / "openlineage.yml"),
+        )
         command = [sys.executable, __file__, "--worker", kind, str(n), tmp]
         command += ["--profile", profile] if profile else []
         done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -199,16 +208,23 @@ def run_worker(kind: str, n: int, profile: str | None = None) -> float:
         return float(done.stdout.strip().splitlines()[-1])
 
 
-def timed(kind: str, n: int, repeat: int) -> float:
-    seconds = statistics.median(run_worker(kind, n) for _ in range(repeat))
-    print(f"  {kind:<10} N={n:<5} {seconds:8.3f} s", file=sys.stderr, flush=True)
-    return seconds
+def timed(kind: str, n: int, repeat: int) -> list[float]:
+    samples = [run_worker(kind, n) for _ in range(repeat)]
+    shown = " ".join(f"{s:.3f}" for s in samples)
+    print(f"  {kind:<10} N={n:<5} {statistics.median(samples):8.3f} s  ({shown})", file=sys.stderr, flush=True)
+    return samples
+
+
+def revision() -> str:
+    """The commit measured, marked `+dirty` when the work tree has changes."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "orchestration"], capture_output=True, text=True)
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def excess_profile(ours: str, references: list[str], top: int = 15) -> dict[str, list[dict]]:
     """Functions in the (c) profile that ran in neither (a) nor (b): our own overhead."""
-    import pstats
-
     def name(func) -> str:  # without what differs per process: addresses, the temporary folder
         return re.sub(r" at 0x[0-9a-f]+|bench_core_\w+", "", pstats.func_std_string(func))
 
@@ -239,19 +255,26 @@ def main() -> None:
         return
 
     sizes = sorted(set(args.sizes))
+    samples = {n: {kind: timed(kind, n, args.repeat) for kind in ("raw", "bare", "ours")} for n in sizes}
+    samples["defs"] = {kind: timed(kind, DEFS_NODES, args.repeat) for kind in ("defs_ours", "defs_bare")}
+    median = {n: {kind: statistics.median(s) for kind, s in by_kind.items()} for n, by_kind in samples.items()}
     runs = {}
     for n in sizes:
-        a, b, c = (timed(kind, n, args.repeat) for kind in ("raw", "bare", "ours"))
+        a, b, c = median[n]["raw"], median[n]["bare"], median[n]["ours"]
         runs[n] = {"raw_s": a, "bare_s": b, "ours_s": c, "ratio": c / (a + b)}
     growth = runs[sizes[-1]]["ratio"] / runs[sizes[0]]["ratio"]
-    defs = {kind: timed(kind, DEFS_NODES, args.repeat) for kind in ("defs_ours", "defs_bare")}
+    defs = median["defs"]
     results = {
+        "revision": revision(),
+        "repeat": args.repeat,
         "sizes": runs,
         "growth": growth,
         "definitions": {**defs, "nodes": DEFS_NODES, "ratio": defs["defs_ours"] / defs["defs_bare"]},
+        "samples_s": samples,
     }
 
-    print(f"\n{'N':>6} {'(a) raw s':>10} {'(b) bare s':>11} {'(c) ours s':>11} {'c/(a+b)':>8}  target <= {TARGET_RATIO}")
+    print(f"\nrevision {results['revision']}, median of {args.repeat} run(s) each")
+    print(f"{'N':>6} {'(a) raw s':>10} {'(b) bare s':>11} {'(c) ours s':>11} {'c/(a+b)':>8}  target <= {TARGET_RATIO}")
     for n, r in runs.items():
         ok = "ok" if r["ratio"] <= TARGET_RATIO else "MISSED"
         print(f"{n:>6} {r['raw_s']:>10.3f} {r['bare_s']:>11.3f} {r['ours_s']:>11.3f} {r['ratio']:>8.3f}  {ok}")
