@@ -22,7 +22,7 @@ import dagster as dg
 from orchestration import column_lineage
 from orchestration.dataflow import Dataflow, dependencies
 from orchestration.errors import MissingUpstreamError, StorageError
-from orchestration.hamilton_stream import NodeResult, NodeStarted, ResultStream
+from orchestration.hamilton_stream import NodeResult, ResultStream
 from orchestration.metadata import materialization_metadata, row_count
 from orchestration.progress import AssetProgress, ProgressCallback
 from orchestration.storage import StoredValue, ValueStore
@@ -175,8 +175,16 @@ class StepRunner:
         cancelled = threading.Event()
         wanted = set(plan.final_vars)
 
+        started: set[str] = set()
+
+        def on_start(node_name: str) -> None:
+            asset = self.dataflow.asset_of(node_name)
+            if asset in wanted and asset not in started:
+                started.add(asset)
+                self._notify("asset_started", context, asset)
+
         def work() -> None:
-            with self.stream.listen(wanted, results.put, cancelled):
+            with self.stream.listen(wanted, results.put, cancelled, on_start):
                 try:
                     self.dataflow.driver.execute(
                         list(plan.final_vars), overrides=overrides, inputs=inputs
@@ -188,7 +196,6 @@ class StepRunner:
         worker = threading.Thread(target=work, name=f"hamilton-{self.dataflow.name}", daemon=True)
         worker.start()
         pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
-        started: set[str] = set()
         failed: NodeResult | None = None
         try:
             while True:
@@ -197,12 +204,6 @@ class StepRunner:
                     break
                 if isinstance(item, BaseException):
                     raise self._failure(failed, item)
-                if isinstance(item, NodeStarted):
-                    asset = self.dataflow.asset_of(item.node_name)
-                    if asset in wanted and asset not in started:
-                        started.add(asset)
-                        self._notify("asset_started", context, asset)
-                    continue
                 if item.error is not None:
                     failed = failed or item
                     asset = self.dataflow.asset_of(item.node_name)

@@ -21,11 +21,6 @@ class RunCancelled(Exception):
 
 
 @dataclass(frozen=True)
-class NodeStarted:
-    node_name: str
-
-
-@dataclass(frozen=True)
 class NodeResult:
     node_name: str
     result: Any
@@ -38,22 +33,29 @@ class _Listener:
     wanted: Collection[str]
     sink: Callable[[NodeResult], None]
     cancelled: threading.Event
+    on_start: Callable[[str], None]
     started: dict[str, float] = field(default_factory=dict)
     unreported_s: float = 0.0
 
 
 class ResultStream(NodeExecutionHook):
-    """Reports node starts, wanted results and any failure; time spent in nodes that are not
-    reported counts toward the next reported one."""
+    """Announces node starts and reports wanted results and any failure; time spent in nodes that
+    are not reported counts toward the next reported one."""
 
     def __init__(self):
         self._local = threading.local()
 
     @contextmanager
     def listen(
-        self, wanted: Collection[str], sink: Callable[[NodeResult], None], cancelled: threading.Event
+        self,
+        wanted: Collection[str],
+        sink: Callable[[NodeResult], None],
+        cancelled: threading.Event,
+        on_start: Callable[[str], None],
     ):
-        self._local.listener = _Listener(wanted, sink, cancelled)
+        """`on_start` runs in Hamilton's thread before each node, so it happens before the node
+        can crash the process; results go to `sink`."""
+        self._local.listener = _Listener(wanted, sink, cancelled, on_start)
         try:
             yield
         finally:
@@ -65,7 +67,7 @@ class ResultStream(NodeExecutionHook):
             return
         if listener.cancelled.is_set():
             raise RunCancelled(f"stopped before node '{node_name}'")
-        listener.sink(NodeStarted(node_name))
+        listener.on_start(node_name)
         listener.started[node_name] = time.perf_counter()
 
     def run_after_node_execution(
