@@ -54,6 +54,7 @@ class Materialized:
     duration_s: float
     lineage: Mapping[str, list[column_lineage.ColumnSource]]
     check_results: Sequence[dg.AssetCheckResult]
+    upstream_paths: Mapping[str, str]  # upstream asset (or input) -> its stored file
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class StepRunner:
 
         return self.store or ValueStore(assets_dir())
 
-    def _notify(self, method: str, *args) -> None:
+    def notify(self, method: str, *args) -> None:
         for observer in self.observers:
             try:
                 getattr(observer, method)(*args)
@@ -133,121 +134,17 @@ class StepRunner:
                 logger.warning("%s.%s failed", type(observer).__name__, method, exc_info=True)
 
     def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        store = self.store_for_run()
-        partition = context.partition_key if context.has_partition_key else None
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
-        plan = plan_selection(self.dataflow, selected)
-        self._notify("step_started", context, self, plan)
+        step = _Step(self, context, plan_selection(self.dataflow, selected))
+        self.notify("step_started", context, self, step.plan)
         success = False
         try:
-            try:
-                overrides = {name: store.read(self.keys[name], partition) for name in plan.loads}
-                inputs = self._inputs(plan, context.op_execution_context.op_config or {}, store, partition)
-            except (MissingUpstreamError, StorageError) as error:
-                raise dg.Failure(description=str(error)) from error
-            if plan.loads:
-                context.log.info(
-                    "Loaded from storage instead of recomputing: "
-                    + ", ".join(self.keys[name].to_user_string() for name in plan.loads)
-                )
-            columns = {name: column_lineage.output_columns(name, value) for name, value in overrides.items()}
-            progress = AssetProgress(len(plan.assets), self.progress_callbacks)
-            yield from self._stream(context, plan, overrides, inputs, store, partition, progress, columns)
+            yield from step.execute()
             success = True
         finally:
-            self._notify("step_finished", context, success)
+            self.notify("step_finished", context, success)
 
-    def _inputs(
-        self, plan: ExecutionPlan, config: Mapping[str, Any], store: ValueStore, partition: str | None
-    ) -> dict[str, Any]:
-        inputs = {}
-        for name in plan.inputs:
-            if name in self.upstream_inputs:
-                inputs[name] = store.read(self.upstream_inputs[name], partition)
-            elif name in config:
-                inputs[name] = config[name]
-            elif name in self.fixed_inputs:
-                inputs[name] = self.fixed_inputs[name]
-        return inputs
-
-    def _stream(self, context, plan, overrides, inputs, store, partition, progress, columns):
-        results: queue.SimpleQueue = queue.SimpleQueue()
-        cancelled = threading.Event()
-        wanted = set(plan.final_vars)
-
-        started: set[str] = set()
-
-        def on_start(node_name: str) -> None:
-            asset = self.dataflow.asset_of(node_name)
-            if asset in wanted and asset not in started:
-                started.add(asset)
-                self._notify("asset_started", context, asset)
-
-        def work() -> None:
-            with self.stream.listen(wanted, results.put, cancelled, on_start):
-                try:
-                    self.dataflow.driver.execute(
-                        list(plan.final_vars), overrides=overrides, inputs=inputs
-                    )
-                    results.put(_DONE)
-                except BaseException as error:  # reported to the step, which raises it
-                    results.put(error)
-
-        worker = threading.Thread(target=work, name=f"hamilton-{self.dataflow.name}", daemon=True)
-        worker.start()
-        pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
-        failed: NodeResult | None = None
-        try:
-            while True:
-                item = results.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise self._failure(failed, item)
-                if item.error is not None:
-                    failed = failed or item
-                    asset = self.dataflow.asset_of(item.node_name)
-                    if asset in wanted:
-                        self._notify("asset_failed", context, asset, item.error)
-                    for checks in pending_checks.values():
-                        yield from checks
-                    pending_checks.clear()
-                    continue
-                check = self.dataflow.checks.get(item.node_name)
-                if check is not None:
-                    pending_checks.setdefault(check.asset, []).append(
-                        self._check_result(check, item.result)
-                    )
-                    continue
-                yield self._materialize(context, item, store, partition, progress, pending_checks, columns)
-        finally:
-            cancelled.set()
-
-    def _materialize(self, context, item: NodeResult, store, partition, progress, pending_checks, columns):
-        name = item.node_name
-        key = self.keys[name]
-        try:
-            stored = store.write(key, item.result, partition, name=name)
-        except StorageError as error:
-            raise dg.Failure(description=f"Node '{name}': {error}") from error
-        columns[name] = column_lineage.output_columns(name, item.result)
-        lineage = column_lineage.derive(self.dataflow, name, item.result, columns.get)
-        metadata = materialization_metadata(item.result, stored, item.duration_s, name)
-        if lineage:
-            metadata["dagster/column_lineage"] = column_lineage.as_dagster_metadata(
-                lineage, self.keys.__getitem__
-            )
-        context.log.info(
-            progress.advance(key.to_user_string(), item.duration_s, row_count(item.result))
-        )
-        checks = pending_checks.pop(name, [])
-        self._notify(
-            "asset_materialized", context, name,
-            Materialized(item.result, stored, item.duration_s, lineage, checks),
-        )
-        return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
-
-    def _check_result(self, check, result) -> dg.AssetCheckResult:
+    def check_result(self, check, result) -> dg.AssetCheckResult:
         diagnostics = getattr(result, "diagnostics", None) or {}
         return dg.AssetCheckResult(
             asset_key=self.keys[check.asset],
@@ -258,7 +155,7 @@ class StepRunner:
             metadata={"diagnostics": dg.MetadataValue.json(json.loads(json.dumps(diagnostics, default=str)))},
         )
 
-    def _failure(self, failed: NodeResult | None, error: BaseException) -> dg.Failure:
+    def failure(self, failed: NodeResult | None, error: BaseException) -> dg.Failure:
         if failed is None:
             return dg.Failure(
                 description=f"Hamilton could not run dataflow '{self.dataflow.name}': "
@@ -272,11 +169,126 @@ class StepRunner:
         return dg.Failure(
             description=f"Hamilton node '{failed.node_name}'{where} failed: "
             f"{type(node_error).__name__}: {node_error}\n\n{text}",
-            metadata={
-                "node": failed.node_name,
-                "traceback": dg.MetadataValue.text(text),
-            },
+            metadata={"node": failed.node_name, "traceback": dg.MetadataValue.text(text)},
         )
+
+
+class _Step:
+    """The state of one step: what was loaded or stored where, and which columns values have."""
+
+    def __init__(self, runner: StepRunner, context, plan: ExecutionPlan):
+        self.runner = runner
+        self.context = context
+        self.plan = plan
+        self.store = runner.store_for_run()
+        self.partition = context.partition_key if context.has_partition_key else None
+        self.paths: dict[str, str] = {}  # asset or upstream input -> stored file
+        self.columns: dict[str, list[str] | None] = {}
+        self.pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
+        self.progress = AssetProgress(len(plan.assets), runner.progress_callbacks)
+
+    def execute(self) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        runner = self.runner
+        try:
+            overrides = {name: self._load(name, runner.keys[name]) for name in self.plan.loads}
+            inputs = self._inputs()
+        except (MissingUpstreamError, StorageError) as error:
+            raise dg.Failure(description=str(error)) from error
+        if self.plan.loads:
+            self.context.log.info(
+                "Loaded from storage instead of recomputing: "
+                + ", ".join(runner.keys[name].to_user_string() for name in self.plan.loads)
+            )
+        yield from self._stream(overrides, inputs)
+
+    def _load(self, name: str, key: dg.AssetKey) -> Any:
+        value = self.store.read(key, self.partition)
+        self.paths[name] = str(self.store.path_of(key, self.partition))
+        self.columns[name] = column_lineage.output_columns(name, value)
+        return value
+
+    def _inputs(self) -> dict[str, Any]:
+        config = self.context.op_execution_context.op_config or {}
+        inputs = {}
+        for name in self.plan.inputs:
+            if name in self.runner.upstream_inputs:
+                inputs[name] = self._load(name, self.runner.upstream_inputs[name])
+            elif name in config:
+                inputs[name] = config[name]
+            elif name in self.runner.fixed_inputs:
+                inputs[name] = self.runner.fixed_inputs[name]
+        return inputs
+
+    def _stream(self, overrides: dict[str, Any], inputs: dict[str, Any]):
+        runner, dataflow = self.runner, self.runner.dataflow
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        cancelled = threading.Event()
+        wanted = set(self.plan.final_vars)
+        started: set[str] = set()
+
+        def on_start(node_name: str) -> None:
+            asset = dataflow.asset_of(node_name)
+            if asset in wanted and asset not in started:
+                started.add(asset)
+                runner.notify("asset_started", self.context, asset)
+
+        def work() -> None:
+            with runner.stream.listen(wanted, results.put, cancelled, on_start):
+                try:
+                    dataflow.driver.execute(list(self.plan.final_vars), overrides=overrides, inputs=inputs)
+                    results.put(_DONE)
+                except BaseException as error:  # reported to the step, which raises it
+                    results.put(error)
+
+        threading.Thread(target=work, name=f"hamilton-{dataflow.name}", daemon=True).start()
+        failed: NodeResult | None = None
+        try:
+            while (item := results.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise runner.failure(failed, item)
+                if item.error is not None:
+                    failed = failed or item
+                    asset = dataflow.asset_of(item.node_name)
+                    if asset in wanted:
+                        runner.notify("asset_failed", self.context, asset, item.error)
+                    for checks in self.pending_checks.values():
+                        yield from checks
+                    self.pending_checks.clear()
+                elif (check := dataflow.checks.get(item.node_name)) is not None:
+                    self.pending_checks.setdefault(check.asset, []).append(
+                        runner.check_result(check, item.result)
+                    )
+                else:
+                    yield self._materialize(item)
+        finally:
+            cancelled.set()
+
+    def _materialize(self, item: NodeResult) -> dg.MaterializeResult:
+        runner, name = self.runner, item.node_name
+        key = runner.keys[name]
+        try:
+            stored = self.store.write(key, item.result, self.partition, name=name)
+        except StorageError as error:
+            raise dg.Failure(description=f"Node '{name}': {error}") from error
+        self.paths[name] = str(stored.path)
+        self.columns[name] = column_lineage.output_columns(name, item.result)
+        lineage = column_lineage.derive(runner.dataflow, name, item.result, self.columns.get)
+        metadata = materialization_metadata(item.result, stored, item.duration_s, name)
+        if lineage:
+            metadata["dagster/column_lineage"] = column_lineage.as_dagster_metadata(
+                lineage, runner.keys.__getitem__
+            )
+        self.context.log.info(
+            self.progress.advance(key.to_user_string(), item.duration_s, row_count(item.result))
+        )
+        checks = self.pending_checks.pop(name, [])
+        asset = runner.dataflow.assets[name]
+        upstream = {n: self.paths[n] for n in (*asset.upstream, *asset.inputs) if n in self.paths}
+        runner.notify(
+            "asset_materialized", self.context, name,
+            Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
+        )
+        return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
 
 
 def _traceback(error: BaseException) -> str:

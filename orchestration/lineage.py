@@ -158,21 +158,20 @@ class OpenLineageObserver(StepObserver):
     """Emits asset-level events as a Hamilton step progresses."""
 
     def __init__(self):
-        self._runs: dict[str, tuple[events.DagsterRun, StepRunner, Any]] = {}
+        self._runs: dict[str, tuple[events.DagsterRun, StepRunner]] = {}
 
     def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
         if not enabled():
             return
         window = context.partition_time_window if _has_time_window(context) else None
         run = dagster_run(context.instance, context.run.run_id, window)
-        partition = context.partition_key if context.has_partition_key else None
-        self._runs[context.run.run_id] = (run, runner, partition)
+        self._runs[context.run.run_id] = (run, runner)
         start_run(run)
 
     def asset_started(self, context, asset: str) -> None:
         if context.run.run_id not in self._runs:
             return
-        run, runner, _ = self._runs[context.run.run_id]
+        run, runner = self._runs[context.run.run_id]
         job = self._job(runner, asset)
         note = {k: v for k, v in job.__dict__.items() if v is not None}
         note["owners"], note["tags"] = list(job.owners), dict(job.tags)
@@ -182,11 +181,11 @@ class OpenLineageObserver(StepObserver):
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
         if context.run.run_id not in self._runs:
             return
-        run, runner, partition = self._runs[context.run.run_id]
+        run, runner = self._runs[context.run.run_id]
         job = self._job(runner, asset)
         if not claim(run.run_id, f"asset-END-{job.asset_key}"):
             return
-        upstream = self._upstream_paths(runner, asset, partition)
+        upstream = materialized.upstream_paths
         inputs = [events.input_file(path) for path in upstream.values()]
         if not runner.dataflow.assets[asset].upstream:
             inputs += [events.input_file(path) for path in _source_files(materialized.value)]
@@ -204,7 +203,7 @@ class OpenLineageObserver(StepObserver):
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
         if context.run.run_id not in self._runs or _will_retry(context):
             return
-        run, runner, _ = self._runs[context.run.run_id]
+        run, runner = self._runs[context.run.run_id]
         job = self._job(runner, asset)
         if claim(run.run_id, f"asset-END-{job.asset_key}"):
             emit(events.asset_event(ol.RunState.FAIL, run, job, error=error))
@@ -228,21 +227,6 @@ class OpenLineageObserver(StepObserver):
             owners=tuple(runner.translator.get_owners(node)),
             tags=runner.translator.get_tags(node),
         )
-
-    @staticmethod
-    def _upstream_paths(runner: StepRunner, asset: str, partition: str | None) -> dict[str, str]:
-        store = runner.store_for_run()
-        paths = {}
-        for name in runner.dataflow.assets[asset].upstream:
-            path = store.path_of(runner.keys[name], partition)
-            if path is not None:
-                paths[name] = str(path)
-        for name in runner.dataflow.assets[asset].inputs:
-            if name in runner.upstream_inputs:
-                path = store.path_of(runner.upstream_inputs[name], partition)
-                if path is not None:
-                    paths[name] = str(path)
-        return paths
 
 
 def _has_time_window(context) -> bool:
