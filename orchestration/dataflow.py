@@ -18,7 +18,7 @@ import sys
 import typing
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 
 from hamilton import driver, graph_types
@@ -80,7 +80,6 @@ class AssetNode:
     inputs: tuple[str, ...]
     columns: tuple[str, ...] = ()
     checks: tuple[CheckNode, ...] = ()
-    column_sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
