@@ -34,6 +34,7 @@ def hamilton_assets(
     store_root: str | None = None,
     formats: Sequence[ValueFormat] = (),
     partitions_def: dg.PartitionsDefinition | None = None,
+    partition_input: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
     pool: str | None = None,
     op_tags: Mapping[str, Any] | None = None,
@@ -46,6 +47,8 @@ def hamilton_assets(
     defaults from `config` or the function signature). An input named after one of
     `upstream_assets` depends on that asset and is read from the value store.
     `store_root` defaults to `$PIPELINE_DATA_DIR/assets`, resolved when the step runs.
+    With `partitions_def`, each partition is stored separately and `partition_input` names the
+    Hamilton input that receives the partition key (e.g. `sales_date`).
     """
     translator = translator or HamiltonTranslator()
     stream = ResultStream()
@@ -54,7 +57,12 @@ def hamilton_assets(
     keys = {node: translator.get_asset_key(asset.node) for node, asset in dataflow.assets.items()}
     _check_keys(dataflow, keys)
     upstream_inputs = _upstream_inputs(dataflow, upstream_assets)
-    config_schema, fixed_inputs = _run_config(dataflow, upstream_inputs)
+    if partition_input is not None and (partitions_def is None or partition_input not in dataflow.inputs):
+        raise DataflowError(
+            f"partition_input={partition_input!r} needs partitions_def and an input of that name; "
+            f"the dataflow's inputs are: {', '.join(dataflow.inputs) or 'none'}."
+        )
+    config_schema, fixed_inputs = _run_config(dataflow, upstream_inputs, partition_input)
 
     specs = []
     check_specs = []
@@ -88,7 +96,8 @@ def hamilton_assets(
 
         store = ValueStore(store_root or assets_dir(), (*formats, *DEFAULT_FORMATS))
     runner = StepRunner(
-        dataflow, stream, keys, upstream_inputs, fixed_inputs, store, progress_callbacks, translator
+        dataflow, stream, keys, upstream_inputs, fixed_inputs, store, progress_callbacks, translator,
+        partition_input,
     )
     runner.observers.append(OpenLineageObserver())
 
@@ -146,13 +155,13 @@ def _upstream_inputs(
 
 
 def _run_config(
-    dataflow: Dataflow, upstream_inputs: Mapping[str, dg.AssetKey]
+    dataflow: Dataflow, upstream_inputs: Mapping[str, dg.AssetKey], partition_input: str | None
 ) -> tuple[dict[str, dg.Field], dict[str, Any]]:
     """External inputs as typed run config; values no config type can hold stay fixed."""
     schema: dict[str, dg.Field] = {}
     fixed: dict[str, Any] = {}
     for name, input_node in dataflow.inputs.items():
-        if name in upstream_inputs:
+        if name in upstream_inputs or name == partition_input:
             continue
         config_type = _config_type(input_node.type)
         if config_type is not None:

@@ -109,8 +109,10 @@ class StepRunner:
         store: ValueStore | None,
         progress_callbacks: Sequence[ProgressCallback],
         translator=None,
+        partition_input: str | None = None,
     ):
         self.dataflow = dataflow
+        self.partition_input = partition_input
         self.translator = translator
         self.stream = stream
         self.keys = keys
@@ -211,7 +213,9 @@ class _Step:
         config = self.context.op_execution_context.op_config or {}
         inputs = {}
         for name in self.plan.inputs:
-            if name in self.runner.upstream_inputs:
+            if name == self.runner.partition_input:
+                inputs[name] = self.partition
+            elif name in self.runner.upstream_inputs:
                 inputs[name] = self._load(name, self.runner.upstream_inputs[name])
             elif name in config:
                 inputs[name] = config[name]

@@ -196,3 +196,38 @@ def test_a_value_without_a_safe_format_fails_naming_the_node(make_module, data_d
     message = step_failure(result)
     assert "Node 'blob'" in message and "no safe storage format" in message
     assert not (data_dir / "assets" / "blob").exists() or not any((data_dir / "assets" / "blob").iterdir())
+
+
+PARTITIONED_FLOW = '''
+import pandas as pd
+
+
+def orders(day: str) -> pd.DataFrame:
+    """One day's orders."""
+    return pd.DataFrame({"day": [day], "amount": [float(day[-2:])]})
+
+
+def total(orders: pd.DataFrame) -> float:
+    """That day's total."""
+    return float(orders["amount"].sum())
+'''
+
+
+def test_each_partition_gets_its_key_as_input_and_its_own_stored_value(make_module, data_dir, instance):
+    daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+    assets = hamilton_assets(make_module(PARTITIONED_FLOW), partitions_def=daily, partition_input="day")
+    assert "day" not in assets.op.config_schema.config_type.fields
+    for day in ("2026-01-02", "2026-01-05"):
+        assert dg.materialize([assets], instance=instance, partition_key=day).success
+    store = ValueStore(data_dir / "assets")
+    assert store.read(dg.AssetKey("total"), "2026-01-02") == 2.0
+    assert store.read(dg.AssetKey("total"), "2026-01-05") == 5.0
+    assert store.read(dg.AssetKey("orders"), "2026-01-05")["day"].tolist() == ["2026-01-05"]
+
+
+def test_partition_input_must_name_an_input(make_module):
+    from orchestration import DataflowError
+
+    with pytest.raises(DataflowError, match="partition_input='date'.*inputs are: day"):
+        hamilton_assets(make_module(PARTITIONED_FLOW), partitions_def=dg.DailyPartitionsDefinition(
+            start_date="2026-01-01"), partition_input="date")
