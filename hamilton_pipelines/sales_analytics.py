@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from hamilton.function_modifiers import check_output, config, extract_columns
 
-from hamilton_pipelines.sample_data import SALES_COLUMNS, sales_file_name
+from hamilton_pipelines.sales_files import SALES_COLUMNS, read_sales_file, sales_file_name
 
 LARGE_ORDER_QUANTITY = 10  # units; bulk orders go to a separate fulfilment team
 
@@ -19,7 +19,7 @@ LARGE_ORDER_QUANTITY = 10  # units; bulk orders go to a separate fulfilment team
 def raw_sales__daily(landing_dir: str, sales_date: str) -> pd.DataFrame:
     """One day's raw sales, exactly as landed (defects included)."""
     path = Path(landing_dir) / sales_file_name(sales_date)
-    return _with_sources(_read_sales_file(path), [path])
+    return _with_sources(read_sales_file(path), [path])
 
 
 @config.when(sales_scope="all")
@@ -31,7 +31,7 @@ def raw_sales__all(landing_dir: str) -> pd.DataFrame:
             f"No sales_*.csv files in {landing_dir!r}; land some files there first "
             "(e.g. hamilton_pipelines.sample_data.write_sample_sales)."
         )
-    frames = [_read_sales_file(path) for path in paths]
+    frames = [read_sales_file(path) for path in paths]
     return _with_sources(pd.concat(frames, ignore_index=True), paths)
 
 
@@ -162,22 +162,6 @@ def sales_report(
 def _with_sources(frame: pd.DataFrame, paths: list[Path]) -> pd.DataFrame:
     """Records which files were read, so lineage tools can list them as inputs."""
     frame.attrs["source_files"] = [str(path.resolve()) for path in paths]
-    return frame
-
-
-def _read_sales_file(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Sales file {path} does not exist; check landing_dir and sales_date, "
-            "or land the file first (e.g. hamilton_pipelines.sample_data.write_sample_sales)."
-        )
-    frame = pd.read_csv(path)
-    missing = [column for column in SALES_COLUMNS if column not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"Sales file {path} lacks required columns {missing}; "
-            f"re-export it with columns {list(SALES_COLUMNS)}."
-        )
     return frame
 
 

@@ -11,15 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SALES_COLUMNS = (
-    "order_id",
-    "order_date",
-    "region",
-    "product",
-    "quantity",
-    "unit_price",
-    "customer_id",
-)
+from hamilton_pipelines.sales_files import SALES_COLUMNS, sales_file_name
 
 _REGIONS = ("North", "South", "East", "West")
 _REGION_WEIGHTS = (0.30, 0.20, 0.22, 0.28)
@@ -33,15 +25,6 @@ _LIST_PRICES = {
     "Paper Filters (100)": 4.99,
 }
 _PRODUCT_WEIGHTS = (0.06, 0.10, 0.12, 0.14, 0.08, 0.32, 0.18)
-
-
-def sales_file_name(date: str) -> str:
-    """File name of one day's landing file, e.g. ``sales_2026-01-01.csv``."""
-    try:
-        day = dt.date.fromisoformat(date)
-    except ValueError:
-        raise ValueError(f"Expected a YYYY-MM-DD date, got {date!r}.") from None
-    return f"sales_{day.isoformat()}.csv"
 
 
 def write_sample_sales(

@@ -9,6 +9,7 @@ from hamilton import driver
 from hamilton.data_quality.base import DataValidationError
 
 from hamilton_pipelines import sales_analytics as sa
+from hamilton_pipelines.sales_files import SalesFileError
 from hamilton_pipelines.sample_data import write_sample_sales
 
 
@@ -121,7 +122,7 @@ def test_sales_report_renders_markdown_tables(sales):
 
 
 def test_missing_file_and_missing_columns_explain_the_fix(tmp_path, raw):
-    with pytest.raises(FileNotFoundError, match=r"sales_2026-01-01\.csv.*sales_date"):
+    with pytest.raises(SalesFileError, match=r"sales_2026-01-01\.csv does not exist.*sales_date"):
         sa.raw_sales__daily(str(tmp_path), "2026-01-01")
     with pytest.raises(FileNotFoundError, match="No sales_"):
         sa.raw_sales__all(str(tmp_path))

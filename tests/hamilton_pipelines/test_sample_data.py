@@ -2,7 +2,8 @@ import csv
 
 import pytest
 
-from hamilton_pipelines.sample_data import SALES_COLUMNS, sales_file_name, write_sample_sales
+from hamilton_pipelines.sales_files import SALES_COLUMNS, sales_file_name
+from hamilton_pipelines.sample_data import write_sample_sales
 
 
 def _rows(path):
