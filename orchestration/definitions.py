@@ -1,26 +1,64 @@
-"""The project's Dagster definitions: the shipped dataflows as assets (loaded by workspace.yaml)."""
+"""The project's Dagster definitions: the shipped dataflows as assets, with their schedules and
+sensors (loaded by workspace.yaml).
+
+Environment: `PIPELINE_DATA_DIR` (all local state), `LANDING_DIR` (where daily exports arrive),
+`PIPELINE_TIMEZONE` (the day boundary of the daily partitions and schedule, default UTC).
+"""
+
+import os
 
 import dagster as dg
 
 from hamilton_pipelines import ml_pipeline, sales_analytics
+from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
 from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration import hamilton_assets
+from orchestration.landing_sensor import landing_sensor
 from orchestration.lineage_hooks import lineage_sensors
 from orchestration.paths import landing_dir
+
+SAMPLE_START = "2026-01-01"
+RETRIES = dg.RetryPolicy(
+    max_retries=3, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 def _landing_dir_with_sample_data() -> str:
     """The landing folder; on a fresh checkout it gets a week of generated sample sales."""
     landing = landing_dir()
     if not landing.exists():
-        write_sample_sales(landing)
+        write_sample_sales(landing, start=SAMPLE_START)
     return str(landing)
 
 
+daily = dg.DailyPartitionsDefinition(
+    start_date=SAMPLE_START, timezone=os.environ.get("PIPELINE_TIMEZONE", "UTC")
+)
 sales_assets = hamilton_assets(
     sales_analytics,
-    config={"sales_scope": "all", "landing_dir": _landing_dir_with_sample_data()},
+    config={"sales_scope": "daily", "landing_dir": _landing_dir_with_sample_data()},
+    partitions_def=daily,
+    partition_input="sales_date",
+    retry_policy=RETRIES,
 )
-ml_assets = hamilton_assets(ml_pipeline)
+ml_assets = hamilton_assets(ml_pipeline, retry_policy=RETRIES)
 
-defs = dg.Definitions(assets=[sales_assets, ml_assets], sensors=lineage_sensors())
+sales_daily = dg.define_asset_job("sales_daily", selection=[sales_assets])
+# At 06:00 in PIPELINE_TIMEZONE, materialize the day that just ended.
+sales_schedule = dg.build_schedule_from_partitioned_job(
+    sales_daily, hour_of_day=6, default_status=dg.DefaultScheduleStatus.STOPPED
+)
+sales_landing = landing_sensor(
+    sales_daily,
+    partition_of=sales_date_of,
+    problem_of=sales_file_problem,
+    partitions_def=daily,
+    minimum_interval_seconds=int(os.environ.get("LANDING_SENSOR_INTERVAL_S", "30")),
+)
+
+defs = dg.Definitions(
+    assets=[sales_assets, ml_assets],
+    jobs=[sales_daily],
+    schedules=[sales_schedule],
+    sensors=[sales_landing, *lineage_sensors()],
+)

@@ -23,8 +23,9 @@ def free_port() -> int:
 
 
 class DagsterDev:
-    def __init__(self, url: str):
+    def __init__(self, url: str, landing: Path):
         self.url = url
+        self.landing = landing
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -43,15 +44,18 @@ def dagster_dev(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     data = tmp_path_factory.mktemp("data")
+    landing = data / "landing"
+    landing.mkdir()  # exists, so no sample data is generated: the test lands its own files
     port = free_port()
     log = (home / "dagster_dev.log").open("w")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data)}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data),
+           "LANDING_SENSOR_INTERVAL_S": "1"}
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
          "-h", "127.0.0.1", "-p", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    client = DagsterDev(f"http://127.0.0.1:{port}")
+    client = DagsterDev(f"http://127.0.0.1:{port}", landing)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -123,3 +127,31 @@ def test_a_run_launched_from_the_ui_materializes_with_progress_lines(dagster_dev
     assert status == "SUCCESS", messages
     progress = [m for m in messages if m.startswith("[")]
     assert [m.split(" done in ")[0] for m in progress] == ["[1/2 50%] raw_dataset", "[2/2 100%] target"]
+
+
+def runs_for_file(dagster_dev, name: str) -> list[dict]:
+    return dagster_dev.graphql(
+        """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
+             ... on Runs { results { runId status tags { key value } } } } }""",
+        {"tags": [{"key": "landing/file", "value": name}]},
+    )["runsOrError"]["results"]
+
+
+def test_a_landed_file_is_run_once_by_the_sensor(dagster_dev):
+    from hamilton_pipelines.sample_data import write_sample_sales
+
+    [path] = write_sample_sales(dagster_dev.landing, days=1, rows_per_day=50, start="2026-01-05")
+    deadline = time.monotonic() + 240
+    while True:
+        runs = runs_for_file(dagster_dev, path.name)
+        if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        assert time.monotonic() < deadline, f"no finished sensor run for {path.name}: {runs}"
+        time.sleep(1)
+    assert [r["status"] for r in runs] == ["SUCCESS"]
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    assert tags["dagster/partition"] == "2026-01-05"
+
+    write_sample_sales(dagster_dev.landing, days=1, rows_per_day=50, start="2026-01-05")  # same bytes
+    time.sleep(8)  # several sensor ticks
+    assert len(runs_for_file(dagster_dev, path.name)) == 1
