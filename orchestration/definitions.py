@@ -13,6 +13,7 @@ from hamilton_pipelines import ml_pipeline, sales_analytics
 from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
 from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration import hamilton_assets
+from orchestration.alerts import alert_sensors, alerting_from_env
 from orchestration.landing_sensor import landing_sensor
 from orchestration.lineage_hooks import lineage_sensors
 from orchestration.paths import landing_dir
@@ -56,9 +57,14 @@ sales_landing = landing_sensor(
     minimum_interval_seconds=int(os.environ.get("LANDING_SENSOR_INTERVAL_S", "30")),
 )
 
+# Alerts go to every notifier configured in the environment (see orchestration/alerts.py);
+# SUCCESS_NOTICE_JOBS=sales_daily also announces that job's successful runs.
+notice_jobs = [job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")]
+
 defs = dg.Definitions(
     assets=[sales_assets, ml_assets],
     jobs=[sales_daily],
     schedules=[sales_schedule],
-    sensors=[sales_landing, *lineage_sensors()],
+    sensors=[sales_landing, *lineage_sensors(), *alert_sensors(notice_jobs)],
+    resources={"alerting": alerting_from_env()},
 )

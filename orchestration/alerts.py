@@ -1,0 +1,170 @@
+"""Run alerts: a run-failure sensor (and optional success notices) with pluggable notifiers.
+
+Notifiers are Dagster resources whose secrets come from the environment through `dg.EnvVar`, so
+the UI shows the variable's name, never its value; messages and errors never contain them either.
+
+    SLACK_WEBHOOK_URL                           Slack incoming webhook
+    ALERT_SMTP_HOST, ALERT_SMTP_PORT (25)       e-mail over SMTP
+    ALERT_SMTP_USER, ALERT_SMTP_PASSWORD        optional login (STARTTLS with ALERT_SMTP_STARTTLS=true)
+    ALERT_EMAIL_FROM, ALERT_EMAIL_TO            sender, comma-separated recipients
+    DAGSTER_WEBSERVER_URL                       link target in messages (default http://127.0.0.1:3000)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+import urllib.request
+from collections.abc import Sequence
+from email.message import EmailMessage
+
+import dagster as dg
+
+logger = logging.getLogger(__name__)
+TIMEOUT_S = 10
+
+
+class Notifier(dg.ConfigurableResource):
+    """Sends one message somewhere; `describe()` names the target without secrets."""
+
+    def send(self, subject: str, body: str) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class SlackWebhook(Notifier):
+    url: str
+
+    def send(self, subject: str, body: str) -> None:
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps({"text": f"*{subject}*\n{body}"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            response.read()
+
+    def describe(self) -> str:
+        return "Slack webhook"
+
+
+class SmtpEmail(Notifier):
+    host: str
+    port: int = 25
+    sender: str
+    recipients: str  # comma-separated
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = False
+
+    def send(self, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = self.sender
+        message["To"] = self.recipients
+        message.set_content(body)
+        with smtplib.SMTP(self.host, self.port, timeout=TIMEOUT_S) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            if self.user:
+                smtp.login(self.user, self.password or "")
+            smtp.send_message(message)
+
+    def describe(self) -> str:
+        return f"e-mail via {self.host}:{self.port}"
+
+
+class Alerting(dg.ConfigurableResource):
+    """The notifiers alerts go to; each is optional."""
+
+    slack: SlackWebhook | None = None
+    email: SmtpEmail | None = None
+
+    def notifiers(self) -> list[Notifier]:
+        return [n for n in (self.slack, self.email) if n is not None]
+
+
+def alerting_from_env() -> Alerting:
+    """Notifiers for the environment variables that are set; secrets stay `EnvVar`s."""
+    def optional(name: str):
+        return dg.EnvVar(name) if os.environ.get(name) else None
+
+    slack = SlackWebhook(url=dg.EnvVar("SLACK_WEBHOOK_URL")) if os.environ.get("SLACK_WEBHOOK_URL") else None
+    email = None
+    if os.environ.get("ALERT_SMTP_HOST"):
+        email = SmtpEmail(
+            host=dg.EnvVar("ALERT_SMTP_HOST"),
+            port=dg.EnvVar.int("ALERT_SMTP_PORT") if os.environ.get("ALERT_SMTP_PORT") else 25,
+            sender=dg.EnvVar("ALERT_EMAIL_FROM"),
+            recipients=dg.EnvVar("ALERT_EMAIL_TO"),
+            user=optional("ALERT_SMTP_USER"),
+            password=optional("ALERT_SMTP_PASSWORD"),
+            starttls=os.environ.get("ALERT_SMTP_STARTTLS", "").lower() == "true",
+        )
+    return Alerting(slack=slack, email=email)
+
+
+def _notify(context, notifiers: Sequence[Notifier], subject: str, body: str) -> str:
+    """Sends to every notifier; one that is down is reported, never raised."""
+    outcomes = []
+    for notifier in notifiers:
+        try:
+            notifier.send(subject, body)
+            outcomes.append(f"sent via {notifier.describe()}")
+        except Exception as error:  # a dead notifier must not stop the others
+            outcomes.append(f"NOT delivered via {notifier.describe()} ({type(error).__name__})")
+            context.log.warning(f"Alert not delivered via {notifier.describe()}: {type(error).__name__}")
+    return "; ".join(outcomes) or "no notifier configured"
+
+
+def _run_link(run_id: str) -> str:
+    base = os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000").rstrip("/")
+    return f"{base}/runs/{run_id}"
+
+
+def alert_sensors(
+    notice_jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = (),
+) -> list[dg.SensorDefinition]:
+    """A run-failure sensor for every job, and success notices for `notice_jobs`; both use the
+    `alerting` resource (see `alerting_from_env`)."""
+
+    @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING)
+    def run_failure_alerts(context: dg.RunFailureSensorContext, alerting: Alerting):
+        run = context.dagster_run
+        failures = context.get_step_failure_events()
+        steps = ", ".join(e.step_key for e in failures if e.step_key) or "-"
+        errors = [e.event_specific_data.error for e in failures if e.event_specific_data.error]
+        error = errors[0].message.strip().splitlines()[0] if errors else (
+            context.failure_event.message if context.failure_event else "unknown error"
+        )
+        body = (
+            f"Run {run.run_id} of job {run.job_name} failed.\n"
+            f"Failed steps: {steps}\nError: {error}\nPartition: {run.tags.get('dagster/partition', '-')}\n"
+            f"Logs: {_run_link(run.run_id)}"
+        )
+        outcome = _notify(context, alerting.notifiers(), f"[dagster] {run.job_name} failed", body)
+        return dg.SkipReason(f"alert for run {run.run_id}: {outcome}")
+
+    if not notice_jobs:
+        return [run_failure_alerts]
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="run_success_notices",
+        monitored_jobs=list(notice_jobs),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def run_success_notices(context: dg.RunStatusSensorContext, alerting: Alerting):
+        run = context.dagster_run
+        body = (
+            f"Run {run.run_id} of job {run.job_name} succeeded.\n"
+            f"Partition: {run.tags.get('dagster/partition', '-')}\nLogs: {_run_link(run.run_id)}"
+        )
+        outcome = _notify(context, alerting.notifiers(), f"[dagster] {run.job_name} succeeded", body)
+        return dg.SkipReason(f"notice for run {run.run_id}: {outcome}")
+
+    return [run_failure_alerts, run_success_notices]
