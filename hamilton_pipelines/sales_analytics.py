@@ -8,7 +8,7 @@ day in ``landing_dir``.
 from pathlib import Path
 
 import pandas as pd
-from hamilton.function_modifiers import check_output, config, extract_columns
+from hamilton.function_modifiers import check_output, config, extract_columns, tag
 
 from hamilton_pipelines.sales_files import SALES_COLUMNS, read_sales_file, sales_file_name
 
@@ -104,6 +104,7 @@ def average_order_value(revenue: pd.Series) -> float:
     return round(float(revenue.mean()), 2)
 
 
+@tag(**{"dagster.freshness_hours": "30", "dagster.freshness_warn_hours": "26"})  # daily SLA
 def business_metrics(
     sales_with_revenue: pd.DataFrame,
     region_summary: pd.DataFrame,
@@ -123,6 +124,7 @@ def business_metrics(
     }
 
 
+@tag(**{"dagster.freshness_hours": "30", "dagster.freshness_warn_hours": "26"})  # daily SLA
 def sales_report(
     business_metrics: dict[str, float | int | str],
     region_summary: pd.DataFrame,

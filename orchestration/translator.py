@@ -13,6 +13,7 @@ import functools
 import inspect
 import re
 import warnings
+from datetime import timedelta
 from collections.abc import Callable, Sequence
 
 import dagster as dg
@@ -125,6 +126,23 @@ class HamiltonTranslator:
             "'eager', 'on_missing', 'on_cron:<cron expression>'."
         )
 
+    def get_freshness_policy(self, node: HamiltonNode) -> dg.FreshnessPolicy | None:
+        """`dagster.freshness_hours` tag (fail after), optional `dagster.freshness_warn_hours`."""
+        fail = node.tags.get(f"{TAG_PREFIX}freshness_hours")
+        if not fail:
+            return None
+        warn = node.tags.get(f"{TAG_PREFIX}freshness_warn_hours")
+        try:
+            return dg.FreshnessPolicy.time_window(
+                fail_window=timedelta(hours=float(fail)),
+                warn_window=timedelta(hours=float(warn)) if warn else None,
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Node '{node.name}': freshness tags must be hours, e.g. "
+                f"@tag(**{{'dagster.freshness_hours': '26'}}); got {fail!r}/{warn!r} ({error})."
+            ) from None
+
     def get_asset_spec(
         self,
         node: HamiltonNode,
@@ -148,6 +166,7 @@ class HamiltonTranslator:
             owners=self.get_owners(node),
             kinds=self.get_kinds(node),
             automation_condition=self.get_automation_condition(node),
+            freshness_policy=self.get_freshness_policy(node),
         )
 
 

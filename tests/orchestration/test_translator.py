@@ -169,3 +169,19 @@ def test_the_shipped_definitions_validate_in_a_subprocess(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_freshness_tags_become_a_freshness_policy(make_module):
+    flow = make_module(
+        "from hamilton.function_modifiers import tag\n"
+        "@tag(**{'dagster.freshness_hours': '30', 'dagster.freshness_warn_hours': '26'})\n"
+        "def report() -> str:\n    return 'ok'\n"
+        "def other() -> int:\n    return 1\n"
+    )
+    from datetime import timedelta
+
+    specs = hamilton_assets(flow).specs_by_key
+    policy = specs[dg.AssetKey("report")].freshness_policy
+    assert policy.fail_window.to_timedelta() == timedelta(hours=30)
+    assert policy.warn_window.to_timedelta() == timedelta(hours=26)
+    assert specs[dg.AssetKey("other")].freshness_policy is None
