@@ -13,7 +13,7 @@ Configuration is openlineage-python's own (`openlineage.yml`, `OPENLINEAGE_CONFI
 turns it off. With nothing configured, events are written as JSON lines to
 `$PIPELINE_DATA_DIR/lineage/events.jsonl`.
 
-`python -m orchestration.lineage status|flush` shows or delivers what is spooled.
+`python -m orchestration.lineage_cli status|flush` shows or delivers what is spooled.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,8 +38,9 @@ if TYPE_CHECKING:
     from orchestration.execution import ExecutionPlan, StepRunner
 
 logger = logging.getLogger(__name__)
-STEP_END_WAIT_S = 2.0  # at most this long at the end of a step, and only while delivery progresses
-NO_PROGRESS_S = 0.05
+STEP_END_WAIT_S = 0.5  # at most this long at the end of a step, and only while delivery progresses
+ALIASES = "OPENLINEAGE__TRANSPORT__TRANSPORTS__DEFAULT_HTTP"  # openlineage-python writes these itself
+CONFIG_FILES = ("OPENLINEAGE_CONFIG", "openlineage.yml", "~/.openlineage/openlineage.yml")
 _deliveries: dict[tuple, LineageDelivery] = {}
 
 
@@ -59,26 +59,57 @@ def configured_transport():
 
     client_log = logging.getLogger("openlineage.client.client")
     previous = client_log.level
-    client_log.setLevel(logging.ERROR)  # its "will print events to console" warning is ours to decide
+    client_log.setLevel(logging.CRITICAL)  # its fallback messages are ours to decide
     try:
         client = OpenLineageClient()
     finally:
         client_log.setLevel(previous)
-    if client.transport.kind == "console":
-        path = lineage_dir() / "events.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return FileTransport(FileConfig(log_file_path=str(path), append=True))
-    return client.transport
+    if client.transport.kind != "console":
+        return client.transport
+    config_file = _config_file()
+    if config_file is not None:  # openlineage-python fell back to the console: the file is broken
+        import yaml
+
+        try:
+            yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"OpenLineage configuration {config_file} cannot be read: {error}") from None
+    path = lineage_dir() / "events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileTransport(FileConfig(log_file_path=str(path), append=True))
+
+
+def _config_file() -> Path | None:
+    candidates = [os.environ.get("OPENLINEAGE_CONFIG"), "openlineage.yml", "~/.openlineage/openlineage.yml"]
+    for candidate in candidates:
+        if candidate and Path(candidate).expanduser().is_file():
+            return Path(candidate).expanduser()
+    return None
 
 
 def delivery() -> LineageDelivery:
-    """This process's delivery for the current data directory and configuration."""
-    signature = (
-        str(lineage_dir()),
-        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OPENLINEAGE"))),
+    """This process's delivery for the current data directory and configuration.
+
+    The transport is resolved here, once, so events spooled under one configuration are never
+    sent with another; a broken configuration keeps them spooled and says why.
+    """
+    settings = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("OPENLINEAGE") and not k.startswith(ALIASES))
     )
+    signature = (os.environ.get("PIPELINE_DATA_DIR", ""), settings)
     if signature not in _deliveries:
-        _deliveries[signature] = LineageDelivery(LineageSpool(lineage_dir() / "spool"), configured_transport)
+        folder = lineage_dir()
+        try:
+            transport = configured_transport()
+            factory = lambda: transport  # noqa: E731
+        except Exception as error:  # keep events spooled; every delivery attempt reports this
+            problem = error
+            logger.warning("OpenLineage configuration problem: %s; events stay spooled", error)
+
+            def factory():
+                raise problem
+
+        _deliveries[signature] = LineageDelivery(LineageSpool(folder / "spool"), factory)
     return _deliveries[signature]
 
 
@@ -92,15 +123,7 @@ def claim(run_id: str, name: str, note: dict | None = None) -> bool:
 
 def drain(timeout_s: float = STEP_END_WAIT_S) -> None:
     """Gives the background delivery a moment to send, but only while it keeps succeeding."""
-    target = delivery()
-    deadline = time.monotonic() + timeout_s
-    pending = len(target.spool)
-    while pending and time.monotonic() < deadline and not target.last_error:
-        time.sleep(NO_PROGRESS_S)
-        now_pending = len(target.spool)
-        if now_pending >= pending:
-            return
-        pending = now_pending
+    delivery().drain(timeout_s)
 
 
 def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterRun:
@@ -142,16 +165,15 @@ def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException 
 
 
 def open_asset_runs(run_id: str) -> list[events.AssetJob]:
-    claims = delivery().spool.folder / "claims" / run_id
-    if not claims.is_dir():
-        return []
-    ended = {p.name.removeprefix("asset-END-") for p in claims.glob("asset-END-*")}
-    jobs = []
-    for started in sorted(claims.glob("asset-START-*")):
-        key = started.name.removeprefix("asset-START-")
-        if key not in ended:
-            jobs.append(events.AssetJob(**json.loads(started.read_text() or "{}")))
-    return jobs
+    """Asset runs of a Dagster run that started but never ended (their process died)."""
+    spool = delivery().spool
+    started = spool.claims(f"{run_id}/asset-START-")
+    ended = {name.rsplit("asset-END-", 1)[1] for name in spool.claims(f"{run_id}/asset-END-")}
+    return [
+        events.AssetJob(**json.loads(note or "{}"))
+        for name, note in sorted(started.items())
+        if name.rsplit("asset-START-", 1)[1] not in ended
+    ]
 
 
 class OpenLineageObserver(StepObserver):
@@ -254,24 +276,3 @@ def _assertion(check) -> facets.data_quality_assertions_dataset.Assertion:
         severity=check.severity.value.lower() if check.severity else None,
         description=check.description,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`status`: what is spooled; `flush`: deliver it now."""
-    command = (argv if argv is not None else sys.argv[1:] or ["status"])[0]
-    target = delivery()
-    if command == "status":
-        print(f"{len(target.spool)} event(s) waiting in {target.spool.folder}")
-        return 0
-    if command == "flush":
-        sent, pending = target.deliver_pending()
-        print(f"delivered {sent} event(s); {pending} still waiting in {target.spool.folder}")
-        if target.last_error:
-            print(f"backend error: {target.last_error}", file=sys.stderr)
-        return 0 if pending == 0 else 1
-    print("usage: python -m orchestration.lineage [status|flush]", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

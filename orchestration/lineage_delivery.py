@@ -1,22 +1,22 @@
 """OpenLineage delivery that never slows a run and never loses an event.
 
-Each event is first written to a spool folder (one file per event, named so that sorting gives
-emission order, written to a temporary name and renamed, so a killed process leaves whole files
-only). A background thread then sends spooled events oldest first through the transport that
-openlineage-python's own configuration selects, deleting each once the backend has accepted it.
-When the backend refuses, hangs or answers 5xx, delivery pauses with backoff and the events stay
-spooled; whoever delivers next — a later run, the lineage sensor, or
-`python -m orchestration.lineage flush` — sends them in order. Delivery is at-least-once:
-runIds are deterministic, so a repeated event is harmless.
+Each event is first appended to a spool — a SQLite database in WAL mode, shared by every process
+on the machine, so a killed process loses nothing it had emitted — and a background thread sends
+spooled events oldest first through the transport that openlineage-python's own configuration
+selects, deleting each once the backend has accepted it. When the backend refuses, hangs or
+answers 5xx, delivery backs off and the events stay spooled; whoever delivers next — a later run,
+the lineage sensor, or `python -m orchestration.lineage_cli flush` — sends them in order. An event
+the backend rejects as invalid (4xx) is set aside, so it cannot hold up the others. Delivery is
+at-least-once: runIds are deterministic, so a repeated event is harmless.
 """
 
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -27,42 +27,77 @@ from openlineage.client.serde import Serde
 
 logger = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-_counter = itertools.count()
+RETRYABLE_STATUS = {401, 403, 408, 429}
 
 
 class LineageSpool:
-    """Events waiting for delivery, one JSON file each, in emission order."""
+    """Events waiting for delivery, in emission order, plus claims that make events unique."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self.path = self.folder / "spool.db"
+        self._local = threading.local()
 
-    def put(self, payload: dict[str, Any]) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns():020d}-{os.getpid():07d}-{next(_counter):08d}.json"
-        temporary = self.folder / f".{name}.tmp"
-        temporary.write_text(json.dumps(payload, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.folder / name)
-        return self.folder / name
+    def _db(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or self._local.pid != os.getpid():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
+            connection.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, note TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, reason TEXT NOT NULL);
+                """
+            )
+            self._local.connection, self._local.pid = connection, os.getpid()
+        return connection
 
-    def pending(self) -> list[Path]:
-        if not self.folder.is_dir():
+    def put(self, payload: dict[str, Any]) -> int:
+        return self._db().execute("INSERT INTO events (payload) VALUES (?)", (json.dumps(payload),)).lastrowid
+
+    def pending(self, limit: int | None = None) -> list[tuple[int, dict]]:
+        """(id, event) in emission order."""
+        if not self.path.exists():
             return []
-        return sorted(p for p in self.folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+        rows = self._db().execute(
+            "SELECT id, payload FROM events ORDER BY id LIMIT ?", (-1 if limit is None else limit,)
+        )
+        return [(row_id, json.loads(payload)) for row_id, payload in rows]
 
     def __len__(self) -> int:
-        return len(self.pending())
+        if not self.path.exists():
+            return 0
+        return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def delete(self, event_id: int) -> None:
+        self._db().execute("DELETE FROM events WHERE id = ?", (event_id,))
+
+    def reject(self, event_id: int, reason: str) -> None:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO rejected SELECT id, payload, ? FROM events WHERE id = ?",
+                (reason, event_id),
+            )
+            db.execute("DELETE FROM events WHERE id = ?", (event_id,))
 
     def claim(self, name: str, note: str = "") -> bool:
         """True once per name across all processes sharing the spool (e.g. one START per run)."""
-        path = self.folder / "claims" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False
-        with os.fdopen(descriptor, "w") as file:
-            file.write(note)
-        return True
+        cursor = self._db().execute("INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (name, note))
+        return cursor.rowcount == 1
+
+    def claims(self, prefix: str) -> dict[str, str]:
+        """Claims whose name starts with `prefix`, with their notes."""
+        if not self.path.exists():
+            return {}
+        rows = self._db().execute(
+            "SELECT name, note FROM claims WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return dict(rows.fetchall())
 
 
 class LineageDelivery:
@@ -73,64 +108,77 @@ class LineageDelivery:
         self._transport_factory = transport
         self._transport = None
         self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._failures = 0
+        self.in_flight_since: float | None = None
         self.last_error: str | None = None
 
     def emit(self, event: Any) -> None:
         """Never raises and never blocks on the network."""
         try:
             self.spool.put(Serde.to_dict(event))
-        except Exception:  # lineage must never break a run; the message says what was lost
-            logger.warning("OpenLineage event could not be spooled in %s", self.spool.folder, exc_info=True)
+        except Exception:  # lineage must never break a run; the warning says what was lost
+            logger.warning("OpenLineage event could not be spooled in %s", self.spool.path, exc_info=True)
             return
-        self._idle.clear()
         self._start()
         self._wake.set()
 
-    def wait(self, timeout_s: float) -> bool:
-        """Waits up to `timeout_s` for the spool to drain; True if it did."""
-        if self._thread is None:
-            return not self.spool.pending()
-        return self._idle.wait(timeout_s) and not self.spool.pending()
+    def drain(self, timeout_s: float, stuck_s: float = 0.05) -> None:
+        """Waits up to `timeout_s` while the backend keeps accepting events; returns at once when
+        it is failing, or when one send has taken longer than `stuck_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._progress:
+            while len(self.spool) and time.monotonic() < deadline and not self.last_error:
+                started = self.in_flight_since
+                if started is not None and time.monotonic() - started > stuck_s:
+                    return
+                self._progress.wait(min(stuck_s, max(0.0, deadline - time.monotonic())))
 
-    def deliver_pending(self) -> tuple[int, int]:
+    def deliver_pending(self, wait_for_lock_s: float = 0.0) -> tuple[int, int]:
         """Sends what is spooled, in order, in this thread; returns (sent, still pending)."""
-        sent = 0
         lock_path = self.spool.folder / ".deliver.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as lock_file:
+            if not _lock(lock_file, wait_for_lock_s):
+                self.last_error = "another process is delivering the spooled events right now"
+                return 0, len(self.spool)
             try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # another process is delivering; it keeps the order
-                return 0, len(self.spool.pending())
-            try:
-                for path in self.spool.pending():
-                    try:
-                        payload = json.loads(path.read_text(encoding="utf-8"))
-                    except FileNotFoundError:
-                        continue
-                    except ValueError:
-                        path.rename(path.with_suffix(".unreadable"))
-                        logger.warning("Set aside unreadable spooled lineage event %s", path)
-                        continue
-                    self._send(payload)
-                    path.unlink(missing_ok=True)
-                    sent += 1
-            except Exception as error:  # backend down, slow or 5xx: keep the rest spooled
-                self.last_error = f"{type(error).__name__}: {error}"
+                return self._deliver_locked(), len(self.spool)
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
-        return sent, len(self.spool.pending())
 
-    def _send(self, payload: dict[str, Any]) -> None:
-        if self._transport is None:
-            self._transport = self._transport_factory()
-        if self._transport is not None:
-            self._transport.emit(payload)
+    def _deliver_locked(self) -> int:
+        sent = 0
+        self.last_error = None
+        try:
+            transport = self._transport or self._transport_factory()
+            self._transport = transport
+            while batch := self.spool.pending(limit=100):
+                for event_id, payload in batch:
+                    self.in_flight_since = time.monotonic()
+                    try:
+                        if transport is not None:
+                            transport.emit(payload)
+                    except Exception as error:
+                        status = getattr(getattr(error, "response", None), "status_code", None)
+                        if status is None or status >= 500 or status in RETRYABLE_STATUS:
+                            raise
+                        self.spool.reject(event_id, f"HTTP {status}: {error}")
+                        logger.warning("OpenLineage backend rejected event %d (HTTP %s); set aside", event_id, status)
+                        continue
+                    finally:
+                        self.in_flight_since = None
+                    self.spool.delete(event_id)
+                    sent += 1
+                    with self._progress:
+                        self._progress.notify_all()
+        except Exception as error:  # backend down, slow or misconfigured: keep the rest spooled
+            self.last_error = f"{type(error).__name__}: {error}"
+            with self._progress:
+                self._progress.notify_all()
+        return sent
 
     def _start(self) -> None:
         with self._lock:
@@ -142,22 +190,27 @@ class LineageDelivery:
         while True:
             self._wake.wait()
             self._wake.clear()
-            self.last_error = None
             _, pending = self.deliver_pending()
             if pending == 0:
                 self._failures = 0
-                self._idle.set()
                 continue
-            if self.last_error:
-                delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
-                self._failures += 1
-                logger.warning(
-                    "OpenLineage backend unavailable (%s); %d event(s) kept in %s, retrying in %.1f s",
-                    self.last_error, pending, self.spool.folder, delay,
-                )
-            else:
-                delay = 0.2  # another process holds the delivery lock
-            self._idle.set()  # nothing more this process can do right now
+            delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
+            self._failures += 1
+            logger.warning(
+                "OpenLineage events not delivered (%s); %d kept in %s, retrying in %.1f s",
+                self.last_error, pending, self.spool.path, delay,
+            )
             time.sleep(delay)
-            self._idle.clear()
             self._wake.set()
+
+
+def _lock(lock_file, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
