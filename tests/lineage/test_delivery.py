@@ -4,7 +4,7 @@ Every test materializes the shipped ML dataflow for real and points openlineage-
 transport (`OPENLINEAGE_URL`) at a local `LineageReceiver`. A run must never be slowed or broken by
 the backend, and no event may be lost: what the backend did not take stays in the spool and is sent,
 in spool order, once the backend is back (`LineageDelivery.deliver_pending()` or
-`python -m orchestration.lineage flush`).
+`python -m orchestration.lineage_cli flush`).
 
 Timing bounds are generous on purpose: a run takes about 2 s here, while an implementation that sent
 events from the run itself would spend about 9 s per event against a refusing backend (urllib3's 5
@@ -134,7 +134,7 @@ def cli_env(overrides: dict[str, str]) -> dict[str, str]:
 
 
 def lineage_cli(command: str, env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
-    """`python -m orchestration.lineage <command>` in a fresh process with only this configuration."""
+    """`python -m orchestration.lineage_cli <command>` in a fresh process with only this configuration."""
     return subprocess.run(
         [sys.executable, "-m", "orchestration.lineage_cli", command],
         cwd=ROOT, env=cli_env(env_overrides), capture_output=True, text=True, timeout=120,
