@@ -200,3 +200,40 @@ def test_namespace_comes_from_the_environment(make_module, data_dir, instance, m
     events = read_events(data_dir)
     assert {e["job"]["namespace"] for e in events} == {"analytics-prod"}
     assert events[1]["run"]["facets"]["parent"]["job"]["namespace"] == "analytics-prod"
+
+
+def test_partitioned_runs_carry_the_partition_window_as_nominal_time(make_module, data_dir, instance):
+    flow = make_module("def total(day: str) -> str:\n    return day\n")
+    daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+    assets = hamilton_assets(flow, partitions_def=daily, partition_input="day")
+    assert dg.materialize([assets], instance=instance, partition_key="2026-01-03").success
+    asset_events = [e for e in read_events(data_dir) if "parent" in e["run"]["facets"]]
+    nominal = asset_events[0]["run"]["facets"]["nominalTime"]
+    assert nominal["nominalStartTime"].startswith("2026-01-03T00:00:00")
+    assert nominal["nominalEndTime"].startswith("2026-01-04T00:00:00")
+    assert asset_events[-1]["outputs"][0]["name"].endswith("/assets/total/partition=2026-01-03.txt")
+
+
+def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, instance):
+    from orchestration.lineage_hooks import run_canceled
+
+    flow = make_module("def a() -> int:\n    return 1\n")
+    job = dg.Definitions(assets=[hamilton_assets(flow)]).resolve_implicit_global_asset_job_def()
+    run = instance.create_run_for_job(job_def=job)
+    instance.report_run_canceled(run)
+    run = instance.get_run_by_id(run.run_id)
+    canceled = next(
+        r.event_log_entry.dagster_event
+        for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED).records
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="openlineage_run_canceled", dagster_event=canceled,
+        dagster_instance=instance, dagster_run=run,
+    )
+    run_canceled(context)
+    run_canceled(context)
+    events = read_events(data_dir)
+    assert [e["eventType"] for e in events] == ["START", "ABORT"]
+    require_spec()
+    for event in events:
+        validate_event(event)
