@@ -12,6 +12,7 @@ the UI shows the variable's name, never its value; messages and errors never con
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import os
@@ -29,8 +30,8 @@ TIMEOUT_S = 10
 class Notifier(dg.ConfigurableResource):
     """Sends one message somewhere; `describe()` names the target without secrets."""
 
-    def send(self, subject: str, body: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def send(self, subject: str, body: str) -> None: ...
 
     def describe(self) -> str:
         return type(self).__name__

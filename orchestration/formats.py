@@ -5,6 +5,7 @@ Pickle is never used: a stored file could be placed by anyone who can write to t
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 import tempfile
@@ -21,21 +22,21 @@ TRUSTED_MODEL_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collectio
 _SAFE_ENTRY = re.compile(r"^[A-Za-z0-9_]+$")
 
 
-class ValueFormat:
+class ValueFormat(abc.ABC):
     """One on-disk representation; `suffix` identifies it when reading back."""
 
     name: str
     suffix: str
 
-    def handles(self, value: Any) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def handles(self, value: Any) -> bool: ...
 
+    @abc.abstractmethod
     def write(self, value: Any, path: Path, name: str) -> None:
         """`name` is the value's logical name: the asset's last key part, or a bundle entry."""
-        raise NotImplementedError
 
-    def read(self, path: Path) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read(self, path: Path) -> Any: ...
 
 
 class DataFrameParquet(ValueFormat):

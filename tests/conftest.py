@@ -63,3 +63,9 @@ def step_failure(result) -> str:
         parts.append(error.message)
         error = error.cause
     return "\n".join(parts)
+
+
+def run_event(instance, run_id: str, event_type):
+    """The first event of `event_type` in a run, as sensors receive it."""
+    records = instance.get_records_for_run(run_id, of_type=event_type).records
+    return records[0].event_log_entry.dagster_event

@@ -12,6 +12,7 @@ from openlineage.client.uuid import generate_static_uuid
 from hamilton_pipelines import ml_pipeline, sales_analytics
 from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration import hamilton_assets, lineage
+from tests.conftest import run_event
 from tests.lineage.openlineage_spec import require_spec, validate_event
 
 TERMINAL = {"COMPLETE", "FAIL", "ABORT"}
@@ -222,10 +223,7 @@ def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, i
     run = instance.create_run_for_job(job_def=job)
     instance.report_run_canceled(run)
     run = instance.get_run_by_id(run.run_id)
-    canceled = next(
-        r.event_log_entry.dagster_event
-        for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED).records
-    )
+    canceled = run_event(instance, run.run_id, dg.DagsterEventType.RUN_CANCELED)
     context = dg.build_run_status_sensor_context(
         sensor_name="openlineage_run_canceled", dagster_event=canceled,
         dagster_instance=instance, dagster_run=run,

@@ -10,6 +10,7 @@ import dagster as dg
 
 from orchestration import lineage
 from orchestration.lineage_hooks import run_failed
+from tests.conftest import run_event
 from tests.lineage.test_events import read_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +30,7 @@ def test_killed_step_gets_fail_events_from_the_sensor_exactly_once(data_dir, ins
     before = Counter((e["job"]["name"].split(".")[-1], e["eventType"]) for e in read_events(data_dir))
     assert before[("second", "START")] == 1 and before[("second", "FAIL")] == 0  # died mid-node
 
-    failure = next(
-        r.event_log_entry.dagster_event
-        for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-    )
+    failure = run_event(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
         sensor_name="openlineage_run_failed", dagster_event=failure,
         dagster_instance=instance, dagster_run=run,

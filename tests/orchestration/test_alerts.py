@@ -10,6 +10,7 @@ from aiosmtpd.controller import Controller
 
 from orchestration import hamilton_assets
 from orchestration.alerts import Alerting, SlackWebhook, SmtpEmail, alert_sensors, alerting_from_env
+from tests.conftest import run_event
 
 WEBHOOK_SECRET_PATH = "/services/T000/B000/marker-secret-hook-4711"
 
@@ -67,10 +68,7 @@ def failed_run(make_module, data_dir, instance):
     result = dg.materialize([hamilton_assets(flow)], instance=instance, raise_on_error=False)
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
-    failure = next(
-        r.event_log_entry.dagster_event
-        for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-    )
+    failure = run_event(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)
     return run, failure
 
 
@@ -129,10 +127,7 @@ def test_success_notices_only_for_the_jobs_that_ask(webhook, make_module, data_d
     defs = dg.Definitions(assets=[hamilton_assets(flow)], jobs=[job])
     result = defs.resolve_job_def("fine_job").execute_in_process(instance=instance)
     run = instance.get_run_by_id(result.run_id)
-    success = next(
-        r.event_log_entry.dagster_event
-        for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records
-    )
+    success = run_event(instance, run.run_id, dg.DagsterEventType.RUN_SUCCESS)
     failure_alerts, notices = alert_sensors(notice_jobs=[job])
     assert [s.name for s in alert_sensors()] == ["run_failure_alerts"]
 
