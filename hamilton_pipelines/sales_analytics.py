@@ -10,7 +10,11 @@ from pathlib import Path
 import pandas as pd
 from hamilton.function_modifiers import check_output, config, extract_columns, tag
 
-from hamilton_pipelines.sales_files import SALES_COLUMNS, read_sales_file, sales_file_name
+from hamilton_pipelines.sales_files import (
+    SALES_COLUMNS,
+    read_sales_file,
+    sales_file_name,
+)
 
 LARGE_ORDER_QUANTITY = 10  # units; bulk orders go to a separate fulfilment team
 

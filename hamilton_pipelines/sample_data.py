@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hamilton_pipelines.sales_files import SALES_COLUMNS, sales_file_name
+from hamilton_pipelines.sales_files import sales_file_name
 
 _REGIONS = ("North", "South", "East", "West")
 _REGION_WEIGHTS = (0.30, 0.20, 0.22, 0.28)

@@ -10,11 +10,11 @@ from typing import Any
 
 import dagster as dg
 
+from orchestration import lineage_hooks
 from orchestration.dataflow import Dataflow, InputNode
 from orchestration.errors import DataflowError
 from orchestration.execution import StepRunner
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
-from orchestration import lineage_hooks
 from orchestration.hamilton_stream import ResultStream
 from orchestration.lineage import OpenLineageObserver
 from orchestration.progress import ProgressCallback

@@ -21,8 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +139,7 @@ def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterR
     return events.DagsterRun(
         run_id=run_id,
         job_name=run.job_name,
-        created=created if created.tzinfo else created.replace(tzinfo=timezone.utc),
+        created=created if created.tzinfo else created.replace(tzinfo=UTC),
         nominal_start=nominal_start,
         nominal_end=nominal_end,
         tags=dict(run.tags),

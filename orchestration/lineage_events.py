@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
 
@@ -21,7 +21,6 @@ import pandas as pd
 from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
 from openlineage.client.uuid import generate_static_uuid
-
 
 from orchestration.column_lineage import ColumnSource
 
@@ -255,10 +254,10 @@ def _job_facets(job: AssetJob) -> dict:
 
 
 def _now() -> str:
-    return _iso(datetime.now(timezone.utc))
+    return _iso(datetime.now(UTC))
 
 
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat()
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()

@@ -15,8 +15,8 @@ import hashlib
 import inspect
 import re
 import warnings
-from datetime import timedelta
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg

@@ -3,7 +3,7 @@
 import json
 import time
 from collections import Counter, defaultdict
-from datetime import timezone
+from datetime import UTC
 
 import dagster as dg
 import pytest
@@ -72,7 +72,7 @@ def test_asset_runs_are_children_of_the_dagster_run_with_deterministic_ids(shipp
     result, events = shipped_run
     run_events = [e for e in events if "parent" not in e["run"]["facets"]]
     assert {e["job"]["name"] for e in run_events} == {"__ephemeral_asset_job__"}
-    created = instance.get_run_record_by_id(result.run_id).create_timestamp.replace(tzinfo=timezone.utc)
+    created = instance.get_run_record_by_id(result.run_id).create_timestamp.replace(tzinfo=UTC)
     run_uuid = str(generate_static_uuid(created, f"dagster-run:{result.run_id}".encode()))
     assert run_events[0]["run"]["runId"] == run_uuid
     report = completes(events)["sales_analytics.sales_report"]

@@ -9,7 +9,13 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from orchestration import hamilton_assets
-from orchestration.alerts import Alerting, SlackWebhook, SmtpEmail, alert_sensors, alerting_from_env
+from orchestration.alerts import (
+    Alerting,
+    SlackWebhook,
+    SmtpEmail,
+    alert_sensors,
+    alerting_from_env,
+)
 from tests.conftest import run_event
 
 WEBHOOK_SECRET_PATH = "/services/T000/B000/marker-secret-hook-4711"
