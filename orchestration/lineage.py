@@ -112,8 +112,9 @@ def delivery() -> LineageDelivery:
     return _deliveries[signature]
 
 
-def emit(event: Any) -> None:
-    delivery().emit(event)
+def emit(event: Any, once_as: str | None = None, note: dict | None = None) -> None:
+    """Spools an event; `once_as` ("<run id>/<name>") makes it the only one of that name."""
+    delivery().emit(event, once_as, json.dumps(note or {}))
 
 
 def claim(run_id: str, name: str, note: dict | None = None) -> bool:
@@ -147,8 +148,7 @@ def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterR
 
 
 def start_run(run: events.DagsterRun) -> None:
-    if claim(run.run_id, "START"):
-        emit(events.run_event(ol.RunState.START, run))
+    emit(events.run_event(ol.RunState.START, run), once_as=f"{run.run_id}/START")
 
 
 def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException | str | None = None) -> bool:
@@ -157,8 +157,10 @@ def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException 
         return False
     start_run(run)  # a run that died before its first step still gets its START
     for job in open_asset_runs(run.run_id):
-        if claim(run.run_id, f"asset-END-{job.asset_key}"):
-            emit(events.asset_event(state, run, job, error="the run ended before this asset finished"))
+        emit(
+            events.asset_event(state, run, job, error="the run ended before this asset finished"),
+            once_as=f"{run.run_id}/asset-END-{job.asset_key}",
+        )
     emit(events.run_event(state, run, error))
     return True
 
@@ -180,6 +182,7 @@ class OpenLineageObserver(StepObserver):
 
     def __init__(self):
         self._runs: dict[str, tuple[events.DagsterRun, StepRunner]] = {}
+        self._jobs: dict[str, events.AssetJob] = {}
 
     def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
         if not enabled():
@@ -196,16 +199,13 @@ class OpenLineageObserver(StepObserver):
         job = self._job(runner, asset)
         note = {k: v for k, v in job.__dict__.items() if v is not None}
         note["owners"], note["tags"] = list(job.owners), dict(job.tags)
-        if claim(run.run_id, f"asset-START-{job.asset_key}", note):
-            emit(events.asset_event(ol.RunState.START, run, job))
+        emit(events.asset_event(ol.RunState.START, run, job), f"{run.run_id}/asset-START-{job.asset_key}", note)
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
         if context.run.run_id not in self._runs:
             return
         run, runner = self._runs[context.run.run_id]
         job = self._job(runner, asset)
-        if not claim(run.run_id, f"asset-END-{job.asset_key}"):
-            return
         upstream = materialized.upstream_paths
         inputs = [events.input_file(path) for path in upstream.values()]
         if not runner.dataflow.assets[asset].upstream:
@@ -219,22 +219,27 @@ class OpenLineageObserver(StepObserver):
             assertions=[_assertion(check) for check in materialized.check_results],
             column=asset,
         )
-        emit(events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output]))
+        event = events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output])
+        emit(event, once_as=f"{run.run_id}/asset-END-{job.asset_key}")
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
         if context.run.run_id not in self._runs or _will_retry(context):
             return
         run, runner = self._runs[context.run.run_id]
         job = self._job(runner, asset)
-        if claim(run.run_id, f"asset-END-{job.asset_key}"):
-            emit(events.asset_event(ol.RunState.FAIL, run, job, error=error))
+        emit(events.asset_event(ol.RunState.FAIL, run, job, error=error), f"{run.run_id}/asset-END-{job.asset_key}")
 
     def step_finished(self, context, success: bool) -> None:
         if self._runs.pop(context.run.run_id, None) is not None:
             drain()
 
+    def _job(self, runner: StepRunner, asset: str) -> events.AssetJob:
+        if asset not in self._jobs:  # one observer per dataflow, so the asset name is unique
+            self._jobs[asset] = self._describe(runner, asset)
+        return self._jobs[asset]
+
     @staticmethod
-    def _job(runner: StepRunner, asset: str) -> events.AssetJob:
+    def _describe(runner: StepRunner, asset: str) -> events.AssetJob:
         key = runner.keys[asset]
         node = runner.dataflow.assets[asset].node
         fn = node.originating_functions[0] if node.originating_functions else None

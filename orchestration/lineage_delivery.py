@@ -55,8 +55,19 @@ class LineageSpool:
             self._local.connection, self._local.pid = connection, os.getpid()
         return connection
 
-    def put(self, payload: dict[str, Any]) -> int:
-        return self._db().execute("INSERT INTO events (payload) VALUES (?)", (json.dumps(payload),)).lastrowid
+    def put(self, payload: dict[str, Any], claim: str | None = None, note: str = "") -> bool:
+        """Spools the event; with `claim`, only if nobody claimed that name before (one commit)."""
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            if claim is not None:
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (claim, note)
+                ).rowcount
+                if not inserted:
+                    return False
+            db.execute("INSERT INTO events (payload) VALUES (?)", (json.dumps(payload),))
+        return True
 
     def pending(self, limit: int | None = None) -> list[tuple[int, dict]]:
         """(id, event) in emission order."""
@@ -115,10 +126,11 @@ class LineageDelivery:
         self.in_flight_since: float | None = None
         self.last_error: str | None = None
 
-    def emit(self, event: Any) -> None:
-        """Never raises and never blocks on the network."""
+    def emit(self, event: Any, claim: str | None = None, note: str = "") -> None:
+        """Never raises and never blocks on the network; with `claim`, emits at most once."""
         try:
-            self.spool.put(Serde.to_dict(event))
+            if not self.spool.put(Serde.to_dict(event), claim, note):
+                return
         except Exception:  # lineage must never break a run; the warning says what was lost
             logger.warning("OpenLineage event could not be spooled in %s", self.spool.path, exc_info=True)
             return
