@@ -77,7 +77,9 @@ def spec_asset(name: str, functions):
     """A multi-asset of bare specs with the functions' edges; it only reports materializations."""
     import dagster as dg
 
-    specs = [dg.AssetSpec(f.__name__, deps=list(inspect.signature(f).parameters)) for f in functions]
+    specs = [
+        dg.AssetSpec(f.__name__, deps=list(inspect.signature(f).parameters)) for f in functions
+    ]
 
     @dg.multi_asset(name=name, specs=specs, can_subset=True)
     def _asset(context):
@@ -116,6 +118,7 @@ def ours(module, instance, workdir):
 
 def defs_ours(module, instance, workdir):
     import dagster as dg
+
     from orchestration import hamilton_assets
 
     return lambda: dg.Definitions(assets=[hamilton_assets(module)]).resolve_asset_graph()
@@ -202,7 +205,9 @@ def run_worker(kind: str, n: int, profile: str | None = None) -> float:
         )
         command = [sys.executable, __file__, "--worker", kind, str(n), tmp]
         command += ["--profile", profile] if profile else []
-        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(
+            command, env=env, cwd=ROOT, capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             sys.exit(f"{kind} at N={n} failed:\n{done.stderr[-5000:]}")
         return float(done.stdout.strip().splitlines()[-1])
@@ -211,20 +216,23 @@ def run_worker(kind: str, n: int, profile: str | None = None) -> float:
 def timed(kind: str, n: int, repeat: int) -> list[float]:
     samples = [run_worker(kind, n) for _ in range(repeat)]
     shown = " ".join(f"{s:.3f}" for s in samples)
-    print(f"  {kind:<10} N={n:<5} {statistics.median(samples):8.3f} s  ({shown})", file=sys.stderr, flush=True)
+    print(f"  {kind:<10} N={n:<5} {statistics.median(samples):8.3f} s  ({shown})", file=sys.stderr)
     return samples
 
 
 def revision() -> str:
     """The commit measured, marked `+dirty` when the work tree has changes."""
     git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "--", "orchestration"], capture_output=True, text=True)
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, check=False)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "orchestration"], capture_output=True, check=False
+    )
+    return head.stdout.decode().strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def excess_profile(ours: str, references: list[str], top: int = 15) -> dict[str, list[dict]]:
     """Functions in the (c) profile that ran in neither (a) nor (b): our own overhead."""
+
     def name(func) -> str:  # without what differs per process: addresses, the temporary folder
         return re.sub(r" at 0x[0-9a-f]+|bench_core_\w+", "", pstats.func_std_string(func))
 
@@ -240,12 +248,81 @@ def excess_profile(ours: str, references: list[str], top: int = 15) -> dict[str,
     }
 
 
+def measure_all(sizes: list[int], repeat: int) -> dict:
+    load_before, revision_before = os.getloadavg()[0], revision()
+    samples = {n: {kind: timed(kind, n, repeat) for kind in ("raw", "bare", "ours")} for n in sizes}
+    samples["defs"] = {kind: timed(kind, DEFS_NODES, repeat) for kind in ("defs_ours", "defs_bare")}
+    median = {n: {k: statistics.median(v) for k, v in by.items()} for n, by in samples.items()}
+    runs = {}
+    for n in sizes:
+        a, b, c = median[n]["raw"], median[n]["bare"], median[n]["ours"]
+        runs[n] = {"raw_s": a, "bare_s": b, "ours_s": c, "ratio": c / (a + b)}
+    defs = median["defs"]
+    defs_ratio = defs["defs_ours"] / defs["defs_bare"]
+    return {
+        "revision": revision_before,
+        "revision_after": revision(),  # differs when the code changed during the run
+        "repeat": repeat,
+        "load_average": [load_before, os.getloadavg()[0]],  # other work on the machine skews all
+        "sizes": runs,
+        "growth": runs[sizes[-1]]["ratio"] / runs[sizes[0]]["ratio"],
+        "definitions": {**defs, "nodes": DEFS_NODES, "ratio": defs_ratio},
+        "samples_s": samples,
+    }
+
+
+def print_table(results: dict) -> None:
+    if results["revision_after"] != results["revision"]:
+        print(f"\nWARNING: the code changed during the run, to {results['revision_after']}")
+    load_before, load_after = results["load_average"]
+    print(
+        f"\nrevision {results['revision']}, median of {results['repeat']} run(s) each, "
+        f"load average "
+        f"{load_before:.2f} before and {load_after:.2f} after on {os.cpu_count()} CPUs"
+    )
+    print(f"{'N':>6} {'(a) raw s':>10} {'(b) bare s':>11} {'(c) ours s':>11} {'c/(a+b)':>8}")
+    for n, r in results["sizes"].items():
+        verdict = "ok" if r["ratio"] <= TARGET_RATIO else f"MISSED (target <= {TARGET_RATIO})"
+        print(
+            f"{n:>6} {r['raw_s']:>10.3f} {r['bare_s']:>11.3f} {r['ours_s']:>11.3f} "
+            f"{r['ratio']:>8.3f}  {verdict}"
+        )
+    sizes = list(results["sizes"])
+    if len(sizes) > 1:
+        verdict = "ok" if results["growth"] <= TARGET_GROWTH else "MISSED"
+        print(
+            f"ratio({sizes[-1]}) / ratio({sizes[0]}) = {results['growth']:.3f}  "
+            f"{verdict} (target <= {TARGET_GROWTH})"
+        )
+    d = results["definitions"]
+    print(
+        f"definitions, {DEFS_NODES} nodes: hamilton_assets {d['defs_ours']:.3f} s, bare specs "
+        f"{d['defs_bare']:.3f} s, ratio {d['ratio']:.2f}"
+    )
+
+
+def profile_largest(folder: Path, n: int) -> dict[str, list[dict]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {kind: str(folder / f"{kind}_{n}.prof") for kind in ("raw", "bare", "ours")}
+    for kind, path in paths.items():
+        run_worker(kind, n, path)
+    excess = excess_profile(paths["ours"], [paths["raw"], paths["bare"]])
+    for key, rows in excess.items():
+        print(f"\n(c) at N={n}, functions that ran in neither (a) nor (b), by {key}:")
+        for r in rows:
+            print(
+                f"  {r['cumulative_s']:8.3f} cum {r['internal_s']:8.3f} int {r['calls']:>8}x  "
+                f"{r['function']}"
+            )
+    return excess
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--profile", metavar="DIR", help="profile (a), (b), (c) at the largest size")
+    parser.add_argument("--profile", metavar="DIR", help="profile (a)-(c) at the largest size")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -255,51 +332,10 @@ def main() -> None:
         return
 
     sizes = sorted(set(args.sizes))
-    samples = {n: {kind: timed(kind, n, args.repeat) for kind in ("raw", "bare", "ours")} for n in sizes}
-    samples["defs"] = {kind: timed(kind, DEFS_NODES, args.repeat) for kind in ("defs_ours", "defs_bare")}
-    median = {n: {kind: statistics.median(s) for kind, s in by_kind.items()} for n, by_kind in samples.items()}
-    runs = {}
-    for n in sizes:
-        a, b, c = median[n]["raw"], median[n]["bare"], median[n]["ours"]
-        runs[n] = {"raw_s": a, "bare_s": b, "ours_s": c, "ratio": c / (a + b)}
-    growth = runs[sizes[-1]]["ratio"] / runs[sizes[0]]["ratio"]
-    defs = median["defs"]
-    results = {
-        "revision": revision(),
-        "repeat": args.repeat,
-        "sizes": runs,
-        "growth": growth,
-        "definitions": {**defs, "nodes": DEFS_NODES, "ratio": defs["defs_ours"] / defs["defs_bare"]},
-        "samples_s": samples,
-    }
-
-    print(f"\nrevision {results['revision']}, median of {args.repeat} run(s) each")
-    print(f"{'N':>6} {'(a) raw s':>10} {'(b) bare s':>11} {'(c) ours s':>11} {'c/(a+b)':>8}  target <= {TARGET_RATIO}")
-    for n, r in runs.items():
-        ok = "ok" if r["ratio"] <= TARGET_RATIO else "MISSED"
-        print(f"{n:>6} {r['raw_s']:>10.3f} {r['bare_s']:>11.3f} {r['ours_s']:>11.3f} {r['ratio']:>8.3f}  {ok}")
-    if len(sizes) > 1:
-        ok = "ok" if growth <= TARGET_GROWTH else "MISSED"
-        print(f"ratio({sizes[-1]}) / ratio({sizes[0]}) = {growth:.3f}  target <= {TARGET_GROWTH}  {ok}")
-    d = results["definitions"]
-    print(
-        f"definitions, {DEFS_NODES} nodes: hamilton_assets {d['defs_ours']:.3f} s, bare specs "
-        f"{d['defs_bare']:.3f} s, ratio {d['ratio']:.2f}"
-    )
-
+    results = measure_all(sizes, args.repeat)
+    print_table(results)
     if args.profile:
-        folder = Path(args.profile).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        n = sizes[-1]
-        paths = {kind: str(folder / f"{kind}_{n}.prof") for kind in ("raw", "bare", "ours")}
-        for kind, path in paths.items():
-            run_worker(kind, n, path)
-        results["profile"] = excess_profile(paths["ours"], [paths["raw"], paths["bare"]])
-        for key, rows in results["profile"].items():
-            print(f"\n(c) at N={n}, functions that ran in neither (a) nor (b), by {key}:")
-            for r in rows:
-                print(f"  {r['cumulative_s']:8.3f} cum {r['internal_s']:8.3f} int {r['calls']:>8}x  {r['function']}")
-
+        results["profile"] = profile_largest(Path(args.profile).resolve(), sizes[-1])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
