@@ -58,10 +58,12 @@ class ValueStore:
         target = folder / (self._stem(partition_key) + fmt.suffix)
         temporary = folder / f".{target.name}.{uuid.uuid4().hex}.tmp"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if not folder.is_dir():  # first value of this asset
+                folder.mkdir(parents=True, exist_ok=True)
             fmt.write(value, temporary, name or key.path[-1])
             with temporary.open("rb+") as file:
                 os.fsync(file.fileno())
+                size = os.fstat(file.fileno()).st_size
             os.replace(temporary, target)
         except OSError as error:
             _discard(temporary)
@@ -73,10 +75,12 @@ class ValueStore:
         except BaseException:
             _discard(temporary)
             raise
-        for _, stale in self._existing(key, partition_key):
-            if stale != target:
-                stale.unlink(missing_ok=True)
-        return StoredValue(path=target, format=fmt.name, size_bytes=target.stat().st_size)
+        stem = self._stem(partition_key)
+        with os.scandir(folder) as entries:  # a value stored earlier in another format is stale
+            for entry in entries:
+                if entry.name != target.name and self._format_of(entry.name, stem) is not None:
+                    os.unlink(entry.path)
+        return StoredValue(path=target, format=fmt.name, size_bytes=size)
 
     def read(self, key: dg.AssetKey, partition_key: str | None = None) -> Any:
         for fmt, path in self._existing(key, partition_key):
@@ -100,16 +104,27 @@ class ValueStore:
     ) -> list[tuple[ValueFormat, Path]]:
         folder = self.folder(key)
         stem = self._stem(partition_key)
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
         found = []
-        for fmt in self.formats:
-            path = folder / (stem + fmt.suffix)
-            if path.is_file():
-                if not path.resolve().is_relative_to(self.root):
-                    raise StorageError(
-                        f"{path} points outside the value store {self.root}; refusing to read it."
-                    )
-                found.append((fmt, path))
+        for entry in entries:
+            fmt = self._format_of(entry.name, stem)
+            if fmt is None:
+                continue
+            path = Path(entry.path)
+            if not path.resolve().is_relative_to(self.root) or not path.is_file():
+                raise StorageError(f"{path} points outside the value store {self.root}; refusing to read it.")
+            found.append((fmt, path))
         return found
+
+    def _format_of(self, file_name: str, stem: str) -> ValueFormat | None:
+        """The format a stored file of this stem is in (longest suffix first: .series.parquet)."""
+        if not file_name.startswith(stem + "."):
+            return None
+        suffix = file_name[len(stem):]
+        return next((f for f in self.formats if f.suffix == suffix), None)
 
     def _format_for(self, key: dg.AssetKey, value: Any) -> ValueFormat:
         for fmt in self.formats:
