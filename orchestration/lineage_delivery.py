@@ -28,6 +28,7 @@ from openlineage.client.serde import Serde
 logger = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 RETRYABLE_STATUS = {401, 403, 408, 429}
+BATCH_WAIT_S = 0.02
 
 
 class LineageSpool:
@@ -83,8 +84,12 @@ class LineageSpool:
             return 0
         return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
-    def delete(self, event_id: int) -> None:
-        self._db().execute("DELETE FROM events WHERE id = ?", (event_id,))
+    def delete(self, event_ids: list[int]) -> None:
+        if event_ids:
+            db = self._db()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in event_ids])
 
     def reject(self, event_id: int, reason: str) -> None:
         db = self._db()
@@ -151,8 +156,9 @@ class LineageDelivery:
     def deliver_pending(self, wait_for_lock_s: float = 0.0) -> tuple[int, int]:
         """Sends what is spooled, in order, in this thread; returns (sent, still pending)."""
         lock_path = self.spool.folder / ".deliver.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as lock_file:
+        if not lock_path.parent.is_dir():
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as lock_file:
             if not _lock(lock_file, wait_for_lock_s):
                 self.last_error = "another process is delivering the spooled events right now"
                 return 0, len(self.spool)
@@ -167,23 +173,26 @@ class LineageDelivery:
         try:
             transport = self._transport or self._transport_factory()
             self._transport = transport
-            while batch := self.spool.pending(limit=100):
-                for event_id, payload in batch:
-                    self.in_flight_since = time.monotonic()
-                    try:
-                        if transport is not None:
-                            transport.emit(payload)
-                    except Exception as error:
-                        status = getattr(getattr(error, "response", None), "status_code", None)
-                        if status is None or status >= 500 or status in RETRYABLE_STATUS:
-                            raise
-                        self.spool.reject(event_id, f"HTTP {status}: {error}")
-                        logger.warning("OpenLineage backend rejected event %d (HTTP %s); set aside", event_id, status)
-                        continue
-                    finally:
-                        self.in_flight_since = None
-                    self.spool.delete(event_id)
-                    sent += 1
+            while batch := self.spool.pending(limit=500):
+                delivered = []
+                try:
+                    for event_id, payload in batch:
+                        self.in_flight_since = time.monotonic()
+                        try:
+                            if transport is not None:
+                                transport.emit(payload)
+                            delivered.append(event_id)
+                        except Exception as error:
+                            status = getattr(getattr(error, "response", None), "status_code", None)
+                            if status is None or status >= 500 or status in RETRYABLE_STATUS:
+                                raise
+                            self.spool.reject(event_id, f"HTTP {status}: {error}")
+                            logger.warning("OpenLineage backend rejected event %d (HTTP %s); set aside", event_id, status)
+                        finally:
+                            self.in_flight_since = None
+                finally:  # what was sent leaves the spool, even when a later event failed
+                    self.spool.delete(delivered)
+                    sent += len(delivered)
                     with self._progress:
                         self._progress.notify_all()
         except Exception as error:  # backend down, slow or misconfigured: keep the rest spooled
@@ -201,6 +210,7 @@ class LineageDelivery:
     def _loop(self) -> None:
         while True:
             self._wake.wait()
+            time.sleep(BATCH_WAIT_S)  # let a burst of events arrive, then send them in one round
             self._wake.clear()
             _, pending = self.deliver_pending()
             if pending == 0:

@@ -60,8 +60,7 @@ def lineage_env(data_dir, monkeypatch):
         if name not in before:
             os.environ.pop(name, None)
     spool = lineage.LineageSpool(data_dir / "lineage" / "spool")
-    for event_id, _ in spool.pending():
-        spool.delete(event_id)
+    spool.delete([event_id for event_id, _ in spool.pending()])
 
 
 @pytest.fixture
