@@ -54,7 +54,7 @@ def hamilton_assets(
     stream = ResultStream()
     dataflow = Dataflow(modules, config, name=name, adapters=[stream])
 
-    keys = {node: translator.get_asset_key(asset.node) for node, asset in dataflow.assets.items()}
+    keys = {node: translator._key_of(asset.node) for node, asset in dataflow.assets.items()}
     _check_keys(dataflow, keys)
     upstream_inputs = _upstream_inputs(dataflow, upstream_assets)
     if partition_input is not None and (partitions_def is None or partition_input not in dataflow.inputs):

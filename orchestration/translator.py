@@ -146,6 +146,13 @@ class HamiltonTranslator:
                 f"@tag(**{{'dagster.freshness_hours': '26'}}); got {fail!r}/{warn!r} ({error})."
             ) from None
 
+    def _key_of(self, node: HamiltonNode) -> dg.AssetKey:
+        """`get_asset_key`, once per node: upstream keys are asked for again and again."""
+        keys = self.__dict__.setdefault("_keys", {})  # id -> (node, key); the node pins its id
+        if id(node) not in keys:
+            keys[id(node)] = (node, self.get_asset_key(node))
+        return keys[id(node)][1]
+
     def get_asset_spec(
         self,
         node: HamiltonNode,
@@ -159,8 +166,8 @@ class HamiltonTranslator:
         if schema is not None:
             metadata["dagster/column_schema"] = schema
         return dg.AssetSpec(
-            key=self.get_asset_key(node),
-            deps=[*(self.get_asset_key(up) for up in upstream), *extra_deps],
+            key=self._key_of(node),
+            deps=[*(self._key_of(up) for up in upstream), *extra_deps],
             description=self.get_description(node),
             metadata=metadata,
             group_name=self.get_group_name(node),
