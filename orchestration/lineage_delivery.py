@@ -130,6 +130,7 @@ class LineageDelivery:
         self._failures = 0
         self.in_flight_since: float | None = None
         self.last_error: str | None = None
+        self.healthy = False  # the last send succeeded; only then is waiting for delivery worth it
 
     def emit(self, event: Any, claim: str | None = None, note: str = "") -> None:
         """Never raises and never blocks on the network; with `claim`, emits at most once."""
@@ -144,10 +145,10 @@ class LineageDelivery:
 
     def drain(self, timeout_s: float, stuck_s: float = 0.05) -> None:
         """Waits up to `timeout_s` while the backend keeps accepting events; returns at once when
-        it is failing, or when one send has taken longer than `stuck_s`."""
+        it has not yet accepted one, is failing, or one send has taken longer than `stuck_s`."""
         deadline = time.monotonic() + timeout_s
         with self._progress:
-            while len(self.spool) and time.monotonic() < deadline and not self.last_error:
+            while self.healthy and len(self.spool) and time.monotonic() < deadline and not self.last_error:
                 started = self.in_flight_since
                 if started is not None and time.monotonic() - started > stuck_s:
                     return
@@ -182,6 +183,7 @@ class LineageDelivery:
                             if transport is not None:
                                 transport.emit(payload)
                             delivered.append(event_id)
+                            self.healthy = True
                         except Exception as error:
                             status = getattr(getattr(error, "response", None), "status_code", None)
                             if status is None or status >= 500 or status in RETRYABLE_STATUS:
@@ -196,6 +198,7 @@ class LineageDelivery:
                     with self._progress:
                         self._progress.notify_all()
         except Exception as error:  # backend down, slow or misconfigured: keep the rest spooled
+            self.healthy = False
             self.last_error = f"{type(error).__name__}: {error}"
             with self._progress:
                 self._progress.notify_all()
