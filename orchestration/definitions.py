@@ -49,6 +49,15 @@ sales_daily = dg.define_asset_job("sales_daily", selection=[sales_assets])
 sales_schedule = dg.build_schedule_from_partitioned_job(
     sales_daily, hour_of_day=6, default_status=dg.DefaultScheduleStatus.STOPPED
 )
+# The model retrains weekly (Mondays 07:00), independent of the daily sales runs.
+ml_training = dg.define_asset_job("ml_training", selection=[ml_assets])
+ml_schedule = dg.ScheduleDefinition(
+    job=ml_training,
+    cron_schedule="0 7 * * 1",
+    execution_timezone=daily.timezone,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
 sales_landing = landing_sensor(
     sales_daily,
     partition_of=sales_date_of,
@@ -63,8 +72,8 @@ notice_jobs = [job for job in [sales_daily] if job.name in os.environ.get("SUCCE
 
 defs = dg.Definitions(
     assets=[sales_assets, ml_assets],
-    jobs=[sales_daily],
-    schedules=[sales_schedule],
+    jobs=[sales_daily, ml_training],
+    schedules=[sales_schedule, ml_schedule],
     sensors=[sales_landing, *lineage_sensors(), *alert_sensors(notice_jobs)],
     resources={"alerting": alerting_from_env()},
 )

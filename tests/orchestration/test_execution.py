@@ -231,3 +231,39 @@ def test_partition_input_must_name_an_input(make_module):
     with pytest.raises(DataflowError, match="partition_input='date'.*inputs are: day"):
         hamilton_assets(make_module(PARTITIONED_FLOW), partitions_def=dg.DailyPartitionsDefinition(
             start_date="2026-01-01"), partition_input="date")
+
+
+FLAKY_FLOW = '''
+import os
+from pathlib import Path
+
+
+def source() -> int:
+    """Fine."""
+    return 1
+
+
+def flaky(source: int) -> int:
+    """Fails on the first try only (a marker file remembers the try)."""
+    marker = Path(os.environ["FLAKY_MARKER"])
+    if not marker.exists():
+        marker.write_text("tried")
+        raise ConnectionError("upstream API hiccup")
+    return source + 1
+'''
+
+
+def test_a_retried_step_succeeds_and_lineage_shows_one_clean_run(make_module, data_dir, instance, monkeypatch, tmp_path):
+    from tests.lineage.test_events import read_events
+
+    monkeypatch.setenv("FLAKY_MARKER", str(tmp_path / "tried"))
+    assets = hamilton_assets(make_module(FLAKY_FLOW), retry_policy=dg.RetryPolicy(max_retries=2, delay=0.1))
+    result = dg.materialize([assets], instance=instance)
+
+    assert result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1
+    assert ValueStore(data_dir / "assets").read(dg.AssetKey("flaky")) == 2
+    states = [(e["job"]["name"].split(".")[-1], e["eventType"]) for e in read_events(data_dir)]
+    assert states.count(("flaky", "START")) == 1 and states.count(("flaky", "COMPLETE")) == 1
+    assert ("flaky", "FAIL") not in states  # a failure that is retried is not the asset's end
