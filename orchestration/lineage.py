@@ -4,7 +4,7 @@
   (`OpenLineageObserver`, a step observer).
 - The run's START comes from its first Hamilton step; its terminal event from the Dagster hook of
   the step that finishes last (`lineage_hooks`), or, for runs that crash or are canceled, from
-  run-status sensors. Claims in the spool folder make each of these happen exactly once.
+  run-status sensors. Claims in the spool database make each of these happen exactly once.
 - Events go to a durable spool and are delivered in the background (`lineage_delivery`), so a
   slow or dead backend never slows or breaks a run.
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 STEP_END_WAIT_S = 0.5  # at most this long at the end of a step, and only while delivery progresses
 ALIASES = "OPENLINEAGE__TRANSPORT__TRANSPORTS__DEFAULT_HTTP"  # openlineage-python writes these itself
-CONFIG_FILES = ("OPENLINEAGE_CONFIG", "openlineage.yml", "~/.openlineage/openlineage.yml")
 _deliveries: dict[tuple, LineageDelivery] = {}
 
 
