@@ -218,3 +218,32 @@ def only_doc(x: int) -> int:
 
     for fn in (flow.decorated__a, flow.nested, flow.only_doc):
         assert _source_version(fn) == hash_source_code(fn, strip=True)
+
+
+def test_every_output_of_parameterize_is_an_asset(make_module):
+    flow = make_module('''
+from hamilton.function_modifiers import parameterize, source, value
+
+
+def base() -> int:
+    """The base."""
+    return 10
+
+
+@parameterize(
+    plus_one={"amount": value(1)},
+    plus_two={"amount": value(2)},
+)
+def shifted(base: int, amount: int) -> int:
+    """base + amount."""
+    return base + amount
+
+
+def total(plus_one: int, plus_two: int) -> int:
+    """Both together."""
+    return plus_one + plus_two
+''')
+    specs = specs_by_key(hamilton_assets(flow))
+    assert sorted(specs) == ["base", "plus_one", "plus_two", "total"]
+    assert [d.asset_key.to_user_string() for d in specs["plus_one"].deps] == ["base"]
+    assert sorted(d.asset_key.to_user_string() for d in specs["total"].deps) == ["plus_one", "plus_two"]
