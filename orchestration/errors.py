@@ -9,17 +9,5 @@ class MissingUpstreamError(RuntimeError):
     """An asset outside the selection is needed but has never been stored."""
 
 
-class NodeExecutionError(RuntimeError):
-    """A Hamilton node raised; carries the node name and the original traceback."""
-
-    def __init__(self, node_name: str, asset_key: str, traceback_text: str):
-        self.node_name = node_name
-        self.asset_key = asset_key
-        self.traceback_text = traceback_text
-        super().__init__(
-            f"Hamilton node '{node_name}' (asset {asset_key}) failed:\n{traceback_text}"
-        )
-
-
 class StorageError(RuntimeError):
     """A value could not be written to or read from the value store."""
