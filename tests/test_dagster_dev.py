@@ -155,3 +155,34 @@ def test_a_landed_file_is_run_once_by_the_sensor(dagster_dev):
     write_sample_sales(dagster_dev.landing, days=1, rows_per_day=50, start="2026-01-05")  # same bytes
     time.sleep(8)  # several sensor ticks
     assert len(runs_for_file(dagster_dev, path.name)) == 1
+
+
+def test_a_backfill_from_the_ui_runs_one_run_per_day(dagster_dev):
+    from hamilton_pipelines.sample_data import write_sample_sales
+
+    write_sample_sales(dagster_dev.landing, days=2, rows_per_day=50, start="2026-01-02")
+    nodes = dagster_dev.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    sales = [{"path": n["assetKey"]["path"]} for n in nodes if n["groupName"] == "sales_analytics"]
+    launched = dagster_dev.graphql(
+        """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+        {"params": {"assetSelection": sales, "partitionNames": ["2026-01-02", "2026-01-03"]}},
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    tag = [{"key": "dagster/backfill", "value": launched["backfillId"]}]
+    deadline = time.monotonic() + 300
+    while True:
+        runs = dagster_dev.graphql(
+            """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
+                 ... on Runs { results { status tags { key value } } } } }""",
+            {"tags": tag},
+        )["runsOrError"]["results"]
+        if len(runs) == 2 and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
+            break
+        assert time.monotonic() < deadline, f"backfill runs not finished: {runs}"
+        time.sleep(1)
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
+    days = sorted({t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition"})
+    assert days == ["2026-01-02", "2026-01-03"]
+    stored = dagster_dev.landing.parent / "assets" / "sales_report"
+    assert {"partition=2026-01-02.txt", "partition=2026-01-03.txt"} <= {p.name for p in stored.iterdir()}
