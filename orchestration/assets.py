@@ -17,6 +17,7 @@ from orchestration.execution import StepRunner
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
 from orchestration.hamilton_stream import ResultStream
 from orchestration.lineage import OpenLineageObserver
+from orchestration.paths import assets_dir
 from orchestration.progress import ProgressCallback
 from orchestration.storage import ValueStore
 from orchestration.translator import HamiltonTranslator, is_valid_key
@@ -92,8 +93,6 @@ def hamilton_assets(
 
     store = None
     if store_root is not None or formats:
-        from orchestration.paths import assets_dir
-
         store = ValueStore(store_root or assets_dir(), (*formats, *DEFAULT_FORMATS))
     runner = StepRunner(
         dataflow, stream, keys, upstream_inputs, fixed_inputs, store, progress_callbacks, translator,

@@ -24,6 +24,7 @@ from orchestration.dataflow import Dataflow, dependencies
 from orchestration.errors import MissingUpstreamError, StorageError
 from orchestration.hamilton_stream import NodeResult, ResultStream
 from orchestration.metadata import materialization_metadata, row_count
+from orchestration.paths import assets_dir
 from orchestration.progress import AssetProgress, ProgressCallback
 from orchestration.storage import StoredValue, ValueStore
 
@@ -124,8 +125,7 @@ class StepRunner:
         self.observers: list[StepObserver] = []
 
     def store_for_run(self) -> ValueStore:
-        from orchestration.paths import assets_dir
-
+        """The store given at definition time, else `$PIPELINE_DATA_DIR/assets` as of this run."""
         return self.store or ValueStore(assets_dir())
 
     def notify(self, method: str, *args) -> None:
@@ -204,8 +204,8 @@ class _Step:
         yield from self._stream(overrides, inputs)
 
     def _load(self, name: str, key: dg.AssetKey) -> Any:
-        value = self.store.read(key, self.partition)
-        self.paths[name] = str(self.store.path_of(key, self.partition))
+        value, path = self.store.load(key, self.partition)
+        self.paths[name] = str(path)
         self.columns[name] = column_lineage.output_columns(name, value)
         return value
 

@@ -18,6 +18,7 @@ turns it off. With nothing configured, events are written as JSON lines to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -111,13 +112,15 @@ def delivery() -> LineageDelivery:
     return _deliveries[signature]
 
 
-def emit(event: Any, once_as: str | None = None, note: dict | None = None) -> None:
-    """Spools an event; `once_as` ("<run id>/<name>") makes it the only one of that name."""
-    delivery().emit(event, once_as, json.dumps(note or {}))
+def emit(event: Any, once_as: str | None = None, job: events.AssetJob | None = None) -> None:
+    """Spools an event; `once_as` (see `once`) makes it the only one of that name. The asset job
+    is kept with the claim, so a sensor can close the asset run if its process dies."""
+    delivery().emit(event, once_as, json.dumps(dataclasses.asdict(job)) if job else "{}")
 
 
-def claim(run_id: str, name: str, note: dict | None = None) -> bool:
-    return delivery().spool.claim(f"{run_id}/{name}", json.dumps(note or {}))
+def once(run_id: str, what: str, asset_key: str = "") -> str:
+    """The claim name that makes an event unique: the run's START/END, or an asset's."""
+    return f"{run_id}/{what}-{asset_key}" if asset_key else f"{run_id}/{what}"
 
 
 def drain(timeout_s: float = STEP_END_WAIT_S) -> None:
@@ -147,18 +150,19 @@ def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterR
 
 
 def start_run(run: events.DagsterRun) -> None:
-    emit(events.run_event(ol.RunState.START, run), once_as=f"{run.run_id}/START")
+    emit(events.run_event(ol.RunState.START, run), once_as=once(run.run_id, "START"))
 
 
 def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException | str | None = None) -> bool:
     """Emits the run's one terminal event, and closes asset runs a crash left open."""
-    if not claim(run.run_id, "END"):
+    if not delivery().spool.claim(once(run.run_id, "END")):
         return False
     start_run(run)  # a run that died before its first step still gets its START
     for job in open_asset_runs(run.run_id):
         emit(
             events.asset_event(state, run, job, error="the run ended before this asset finished"),
-            once_as=f"{run.run_id}/asset-END-{job.asset_key}",
+            once(run.run_id, "asset-END", job.asset_key),
+            job,
         )
     emit(events.run_event(state, run, error))
     return True
@@ -167,13 +171,10 @@ def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException 
 def open_asset_runs(run_id: str) -> list[events.AssetJob]:
     """Asset runs of a Dagster run that started but never ended (their process died)."""
     spool = delivery().spool
-    started = spool.claims(f"{run_id}/asset-START-")
-    ended = {name.rsplit("asset-END-", 1)[1] for name in spool.claims(f"{run_id}/asset-END-")}
-    return [
-        events.AssetJob(**json.loads(note or "{}"))
-        for name, note in sorted(started.items())
-        if name.rsplit("asset-START-", 1)[1] not in ended
-    ]
+    started = spool.claims(once(run_id, "asset-START"))  # notes hold the asset job
+    ended = {json.loads(note)["asset_key"] for note in spool.claims(once(run_id, "asset-END")).values()}
+    jobs = [events.AssetJob(**json.loads(note)) for _, note in sorted(started.items())]
+    return [job for job in jobs if job.asset_key not in ended]
 
 
 class OpenLineageObserver(StepObserver):
@@ -196,9 +197,7 @@ class OpenLineageObserver(StepObserver):
             return
         run, runner = self._runs[context.run.run_id]
         job = self._job(runner, asset)
-        note = {k: v for k, v in job.__dict__.items() if v is not None}
-        note["owners"], note["tags"] = list(job.owners), dict(job.tags)
-        emit(events.asset_event(ol.RunState.START, run, job), f"{run.run_id}/asset-START-{job.asset_key}", note)
+        emit(events.asset_event(ol.RunState.START, run, job), once(run.run_id, "asset-START", job.asset_key), job)
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
         if context.run.run_id not in self._runs:
@@ -219,14 +218,14 @@ class OpenLineageObserver(StepObserver):
             column=asset,
         )
         event = events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output])
-        emit(event, once_as=f"{run.run_id}/asset-END-{job.asset_key}")
+        emit(event, once(run.run_id, "asset-END", job.asset_key), job)
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
         if context.run.run_id not in self._runs or _will_retry(context):
             return
         run, runner = self._runs[context.run.run_id]
         job = self._job(runner, asset)
-        emit(events.asset_event(ol.RunState.FAIL, run, job, error=error), f"{run.run_id}/asset-END-{job.asset_key}")
+        emit(events.asset_event(ol.RunState.FAIL, run, job, error=error), once(run.run_id, "asset-END", job.asset_key), job)
 
     def step_finished(self, context, success: bool) -> None:
         if self._runs.pop(context.run.run_id, None) is not None:

@@ -29,9 +29,6 @@ class AssetProgress:
         self._clock = clock
         self._started = clock()
 
-    def add_progress_callback(self, callback: ProgressCallback) -> None:
-        self.callbacks.append(callback)
-
     @property
     def percent(self) -> float:
         return 100.0 * self.done / self.total if self.total else 100.0

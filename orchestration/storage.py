@@ -83,8 +83,12 @@ class ValueStore:
         return StoredValue(path=target, format=fmt.name, size_bytes=size)
 
     def read(self, key: dg.AssetKey, partition_key: str | None = None) -> Any:
+        return self.load(key, partition_key)[0]
+
+    def load(self, key: dg.AssetKey, partition_key: str | None = None) -> tuple[Any, Path]:
+        """The stored value and the file it came from."""
         for fmt, path in self._existing(key, partition_key):
-            return fmt.read(path)
+            return fmt.read(path), path
         where = f" partition {partition_key}" if partition_key else ""
         raise MissingUpstreamError(
             f"Asset {key.to_user_string()}{where} has never been materialized (nothing stored under "
@@ -94,10 +98,6 @@ class ValueStore:
 
     def exists(self, key: dg.AssetKey, partition_key: str | None = None) -> bool:
         return bool(self._existing(key, partition_key))
-
-    def path_of(self, key: dg.AssetKey, partition_key: str | None = None) -> Path | None:
-        existing = self._existing(key, partition_key)
-        return existing[0][1] if existing else None
 
     def _existing(
         self, key: dg.AssetKey, partition_key: str | None
