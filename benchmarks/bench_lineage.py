@@ -72,7 +72,6 @@ class Breakdown:
         for method in ("step_started", "asset_started", "asset_materialized", "asset_failed", "step_finished"):
             self._wrap(observer, method, "observer (all callbacks)")
         self._wrap(lineage_hooks, "_end_run_if_last_step", "hooks (end of run)")
-        self._wrap(lineage, "claim", "  claim (run end, SQLite)")
         self._wrap(lineage, "emit", "  emit (claim + spool write, SQLite)")
         self._wrap(lineage, "drain", "  drain (wait at step end)")
 
