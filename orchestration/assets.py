@@ -37,6 +37,7 @@ def hamilton_assets(
     partitions_def: dg.PartitionsDefinition | None = None,
     partition_input: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
+    backfill_policy: dg.BackfillPolicy | None = None,
     pool: str | None = None,
     op_tags: Mapping[str, Any] | None = None,
     progress_callbacks: Sequence[ProgressCallback] = (),
@@ -49,7 +50,8 @@ def hamilton_assets(
     `upstream_assets` depends on that asset and is read from the value store.
     `store_root` defaults to `$PIPELINE_DATA_DIR/assets`, resolved when the step runs.
     With `partitions_def`, each partition is stored separately and `partition_input` names the
-    Hamilton input that receives the partition key (e.g. `sales_date`).
+    Hamilton input that receives the partition key (e.g. `sales_date`); with
+    `backfill_policy=BackfillPolicy.single_run()` a backfill computes its whole range in one step.
     """
     translator = translator or HamiltonTranslator()
     stream = ResultStream()
@@ -108,6 +110,7 @@ def hamilton_assets(
         config_schema=config_schema,
         partitions_def=partitions_def,
         retry_policy=retry_policy,
+        backfill_policy=backfill_policy,
         pool=pool,
         op_tags=op_tags,
         hooks={lineage_hooks.step_succeeded, lineage_hooks.step_failed},

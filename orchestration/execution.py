@@ -58,6 +58,20 @@ class Materialized:
     upstream_paths: Mapping[str, str]  # upstream asset (or input) -> its stored file
 
 
+class PartitionContext:
+    """What observers see of one partition's work in a run over a partition range."""
+
+    has_partition_key = True
+    in_partition_range = True
+
+    def __init__(self, context, partition_key: str):
+        self._context = context
+        self.partition_key = partition_key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
     """What one step computes, loads and reads from run config."""
@@ -183,13 +197,47 @@ class _Step:
         self.context = context
         self.plan = plan
         self.store = runner.store_for_run()
-        self.partition = context.partition_key if context.has_partition_key else None
+        self.partitions = _partitions(context)
+        self.partition = self.partitions[0]
+        self.observed = context  # the context observers are given (per partition in a range run)
         self.paths: dict[str, str] = {}  # asset or upstream input -> stored file
         self.columns: dict[str, list[str] | None] = {}
         self.pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
-        self.progress = AssetProgress(len(plan.assets), runner.progress_callbacks)
+        self.progress = AssetProgress(len(plan.assets) * len(self.partitions), runner.progress_callbacks)
 
     def execute(self) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        if len(self.partitions) == 1:
+            yield from self._execute_partition()
+        else:
+            yield from self._execute_range()
+
+    def _execute_range(self) -> Iterator[dg.MaterializeResult]:
+        """A backfill in one run: each partition in turn, then one result per asset covering the
+        range (per-partition metadata is attached with `add_asset_metadata`)."""
+        checks: dict[str, dict[str, list[dg.AssetCheckResult]]] = {}
+        for partition in self.partitions:
+            self.partition = partition
+            self.observed = PartitionContext(self.context, partition)
+            self.paths.clear()
+            self.columns.clear()
+            self.pending_checks.clear()
+            try:
+                for result in self._execute_partition():
+                    for check in result.check_results or ():
+                        checks.setdefault(result.asset_key, {}).setdefault(check.check_name, []).append(check)
+            except dg.Failure as failure:
+                raise dg.Failure(
+                    description=f"Partition {partition} of {self.partitions[0]}...{self.partitions[-1]}: "
+                    f"{failure.description}\n\nPartitions before it are stored but not recorded as "
+                    "materialized; re-run the range (or the failed partitions) to record them.",
+                    metadata=failure.metadata,
+                ) from failure
+        for name in self.plan.assets:
+            key = self.runner.keys[name]
+            merged = [_merge_checks(results, self.partitions) for results in checks.get(key, {}).values()]
+            yield dg.MaterializeResult(asset_key=key, check_results=merged or None)
+
+    def _execute_partition(self) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         runner = self.runner
         try:
             overrides = {name: self._load(name, runner.keys[name]) for name in self.plan.loads}
@@ -234,7 +282,7 @@ class _Step:
             asset = dataflow.asset_of(node_name)
             if asset in wanted and asset not in started:
                 started.add(asset)
-                runner.notify("asset_started", self.context, asset)
+                runner.notify("asset_started", self.observed, asset)
 
         def work() -> None:
             with runner.stream.listen(wanted, results.put, cancelled, on_start):
@@ -254,7 +302,7 @@ class _Step:
                     failed = failed or item
                     asset = dataflow.asset_of(item.node_name)
                     if asset in wanted:
-                        runner.notify("asset_failed", self.context, asset, item.error)
+                        runner.notify("asset_failed", self.observed, asset, item.error)
                     for checks in self.pending_checks.values():
                         yield from checks
                     self.pending_checks.clear()
@@ -282,17 +330,45 @@ class _Step:
             metadata["dagster/column_lineage"] = column_lineage.as_dagster_metadata(
                 lineage, runner.keys.__getitem__
             )
-        self.context.log.info(
-            self.progress.advance(key.to_user_string(), item.duration_s, row_count(item.result))
-        )
+        label = key.to_user_string() if len(self.partitions) == 1 else f"{key.to_user_string()} [{self.partition}]"
+        self.context.log.info(self.progress.advance(label, item.duration_s, row_count(item.result)))
+        if len(self.partitions) > 1:
+            self.context.add_asset_metadata(metadata, asset_key=key, partition_key=self.partition)
         checks = self.pending_checks.pop(name, [])
         asset = runner.dataflow.assets[name]
         upstream = {n: self.paths[n] for n in (*asset.upstream, *asset.inputs) if n in self.paths}
         runner.notify(
-            "asset_materialized", self.context, name,
+            "asset_materialized", self.observed, name,
             Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
         )
         return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
+
+
+def _partitions(context) -> list[str | None]:
+    """The partitions a step computes: none, one, or a range (a single-run backfill)."""
+    if context.has_partition_key:
+        return [context.partition_key]
+    if context.has_partition_key_range:
+        return list(context.partition_keys)
+    return [None]
+
+
+def _merge_checks(results: Sequence[dg.AssetCheckResult], partitions: Sequence[str]) -> dg.AssetCheckResult:
+    """One result per check and run: it passes only if every partition passed."""
+    failed = [p for p, result in zip(partitions, results) if not result.passed]
+    first = results[0]
+    return dg.AssetCheckResult(
+        asset_key=first.asset_key,
+        check_name=first.check_name,
+        passed=not failed,
+        severity=first.severity,
+        description=f"Failed for partitions {', '.join(failed)}" if failed else first.description,
+        metadata={
+            "partitions": dg.MetadataValue.json(
+                {p: {"passed": r.passed, "description": r.description} for p, r in zip(partitions, results)}
+            )
+        },
+    )
 
 
 def _traceback(error: BaseException) -> str:

@@ -161,7 +161,7 @@ def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException 
     for job in open_asset_runs(run.run_id):
         emit(
             events.asset_event(state, run, job, error="the run ended before this asset finished"),
-            once(run.run_id, "asset-END", job.asset_key),
+            once(run.run_id, "asset-END", job.run_key),
             job,
         )
     emit(events.run_event(state, run, error))
@@ -172,9 +172,9 @@ def open_asset_runs(run_id: str) -> list[events.AssetJob]:
     """Asset runs of a Dagster run that started but never ended (their process died)."""
     spool = delivery().spool
     started = spool.claims(once(run_id, "asset-START"))  # notes hold the asset job
-    ended = {json.loads(note)["asset_key"] for note in spool.claims(once(run_id, "asset-END")).values()}
+    ended = {events.AssetJob(**json.loads(note)).run_key for note in spool.claims(once(run_id, "asset-END")).values()}
     jobs = [events.AssetJob(**json.loads(note)) for _, note in sorted(started.items())]
-    return [job for job in jobs if job.asset_key not in ended]
+    return [job for job in jobs if job.run_key not in ended]
 
 
 class OpenLineageObserver(StepObserver):
@@ -196,14 +196,14 @@ class OpenLineageObserver(StepObserver):
         if context.run.run_id not in self._runs:
             return
         run, runner = self._runs[context.run.run_id]
-        job = self._job(runner, asset)
-        emit(events.asset_event(ol.RunState.START, run, job), once(run.run_id, "asset-START", job.asset_key), job)
+        job = self._job(context, runner, asset)
+        emit(events.asset_event(ol.RunState.START, run, job), once(run.run_id, "asset-START", job.run_key), job)
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
         if context.run.run_id not in self._runs:
             return
         run, runner = self._runs[context.run.run_id]
-        job = self._job(runner, asset)
+        job = self._job(context, runner, asset)
         upstream = materialized.upstream_paths
         inputs = [events.input_file(path) for path in upstream.values()]
         if not runner.dataflow.assets[asset].upstream:
@@ -218,22 +218,24 @@ class OpenLineageObserver(StepObserver):
             column=asset,
         )
         event = events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output])
-        emit(event, once(run.run_id, "asset-END", job.asset_key), job)
+        emit(event, once(run.run_id, "asset-END", job.run_key), job)
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
         if context.run.run_id not in self._runs or _will_retry(context):
             return
         run, runner = self._runs[context.run.run_id]
-        job = self._job(runner, asset)
-        emit(events.asset_event(ol.RunState.FAIL, run, job, error=error), once(run.run_id, "asset-END", job.asset_key), job)
+        job = self._job(context, runner, asset)
+        emit(events.asset_event(ol.RunState.FAIL, run, job, error=error), once(run.run_id, "asset-END", job.run_key), job)
 
     def step_finished(self, context, success: bool) -> None:
         if self._runs.pop(context.run.run_id, None) is not None:
             drain()
 
-    def _job(self, runner: StepRunner, asset: str) -> events.AssetJob:
+    def _job(self, context, runner: StepRunner, asset: str) -> events.AssetJob:
         if asset not in self._jobs:  # one observer per dataflow, so the asset name is unique
             self._jobs[asset] = self._describe(runner, asset)
+        if getattr(context, "in_partition_range", False):
+            return dataclasses.replace(self._jobs[asset], partition=context.partition_key)
         return self._jobs[asset]
 
     @staticmethod
@@ -255,7 +257,8 @@ class OpenLineageObserver(StepObserver):
 
 def _has_time_window(context) -> bool:
     try:
-        return context.has_partition_key and context.partition_time_window is not None
+        has_partitions = context.has_partition_key or context.has_partition_key_range
+        return has_partitions and context.partition_time_window is not None
     except Exception:  # not a time-window partition
         return False
 

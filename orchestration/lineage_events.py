@@ -84,6 +84,12 @@ class AssetJob:
     description: str | None = None
     owners: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    partition: str | None = None  # set in a run over a partition range: one asset run per partition
+
+    @property
+    def run_key(self) -> str:
+        """What makes this asset run unique within its Dagster run."""
+        return self.asset_key if self.partition is None else f"{self.asset_key}@{self.partition}"
 
 
 def run_event(state: ol.RunState, run: DagsterRun, error: BaseException | str | None = None) -> ol.RunEvent:
@@ -121,7 +127,7 @@ def asset_event(
     return ol.RunEvent(
         eventType=state,
         eventTime=_now(),
-        run=ol.Run(runId=run.asset_run_id(job.asset_key), facets=run_facets),
+        run=ol.Run(runId=run.asset_run_id(job.run_key), facets=run_facets),
         job=ol.Job(namespace=namespace(), name=job.name, facets=_job_facets(job)),
         inputs=list(inputs),
         outputs=list(outputs),

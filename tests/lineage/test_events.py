@@ -215,6 +215,30 @@ def test_partitioned_runs_carry_the_partition_window_as_nominal_time(make_module
     assert asset_events[-1]["outputs"][0]["name"].endswith("/assets/total/partition=2026-01-03.txt")
 
 
+def test_a_range_run_has_one_asset_run_per_partition(make_module, data_dir, instance):
+    require_spec()
+    flow = make_module("def total(day: str) -> str:\n    return day\n")
+    daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+    assets = hamilton_assets(flow, partitions_def=daily, partition_input="day",
+                             backfill_policy=dg.BackfillPolicy.single_run())
+    range_tags = {"dagster/asset_partition_range_start": "2026-01-02",
+                  "dagster/asset_partition_range_end": "2026-01-04"}
+    assert dg.materialize([assets], instance=instance, tags=range_tags).success
+    events = read_events(data_dir)
+    for event in events:
+        validate_event(event)
+    [run_start] = [e for e in events if e["eventType"] == "START" and "parent" not in e["run"]["facets"]]
+    nominal = run_start["run"]["facets"]["nominalTime"]
+    assert nominal["nominalStartTime"].startswith("2026-01-02T00:00:00")
+    assert nominal["nominalEndTime"].startswith("2026-01-05T00:00:00")
+    complete = [e for e in events if e["eventType"] == "COMPLETE" and "parent" in e["run"]["facets"]]
+    assert [e["outputs"][0]["name"].rsplit("/", 1)[1] for e in complete] == [
+        "partition=2026-01-02.txt", "partition=2026-01-03.txt", "partition=2026-01-04.txt"]
+    assert len({e["run"]["runId"] for e in complete}) == 3
+    assert Counter(e["run"]["runId"] for e in events if "parent" in e["run"]["facets"]) == {
+        e["run"]["runId"]: 2 for e in complete}  # START + COMPLETE each
+
+
 def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, instance):
     from orchestration.lineage_hooks import run_canceled
 

@@ -50,3 +50,46 @@ def test_ml_run_config_changes_the_split(data_dir, instance):
     assert result.success
     split = ValueStore(data_dir / "assets").read(dg.AssetKey("train_test_data"))
     assert len(split["test_features"]) == 89 and len(split["train_features"]) == 89
+
+
+def test_a_date_range_runs_in_one_step_and_records_each_day(data_dir, instance):
+    landing = data_dir / "landing"
+    write_sample_sales(landing, days=3, rows_per_day=40, start="2026-01-02")
+    daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+    sales = hamilton_assets(
+        sales_analytics,
+        config={"sales_scope": "daily", "landing_dir": str(landing)},
+        partitions_def=daily,
+        partition_input="sales_date",
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    days = ["2026-01-02", "2026-01-03", "2026-01-04"]
+
+    result = dg.materialize(
+        [sales], instance=instance,
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
+
+    assert result.success
+    assert len(result.get_step_success_events()) == 1
+    report = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["sales_report"]]
+    assert sorted(e.partition for e in report) == days
+    store = ValueStore(data_dir / "assets")
+    for day in days:
+        expected = (
+            driver.Builder().with_modules(sales_analytics)
+            .with_config({"sales_scope": "daily"})
+            .build()
+            .execute(["clean_sales"], inputs={"landing_dir": str(landing), "sales_date": day})
+        )["clean_sales"]
+        stored = store.read(dg.AssetKey("clean_sales"), day)
+        pd.testing.assert_frame_equal(stored.reset_index(drop=True), expected.reset_index(drop=True))
+        [event] = [e for e in result.get_asset_materialization_events()
+                   if e.asset_key.path == ["clean_sales"] and e.partition == day]
+        assert event.materialization.metadata["dagster/row_count"].value == len(expected)
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks)
+    assert {c.check_name for c in checks} == {c.name for c in sales.check_specs}
+    n = len(sales.keys) * len(days)
+    lines = [e.user_message for e in instance.all_logs(result.run_id) if "done in" in (e.user_message or "")]
+    assert len(lines) == n and lines[-1].startswith(f"[{n}/{n} 100%] sales_report [2026-01-04] done in")
