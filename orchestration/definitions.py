@@ -41,6 +41,8 @@ sales_assets = hamilton_assets(
     partitions_def=daily,
     partition_input="sales_date",
     retry_policy=RETRIES,
+    # A backfill is one run over its whole range: a day's work is far cheaper than a run's start.
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 ml_assets = hamilton_assets(ml_pipeline, retry_policy=RETRIES)
 
@@ -58,6 +60,18 @@ ml_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
+
+# ...or whenever the sales metrics are updated (the seed's ExternalTaskSensor), once this is on.
+# One run per tick however many partitions changed: a backfill retrains once, not once per day.
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("business_metrics"),
+    job=ml_training,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def retrain_on_sales_metrics(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    return dg.RunRequest(run_key=f"business_metrics:{asset_event.run_id}:{asset_event.timestamp}")
+
+
 sales_landing = landing_sensor(
     sales_daily,
     partition_of=sales_date_of,
@@ -74,6 +88,6 @@ defs = dg.Definitions(
     assets=[sales_assets, ml_assets],
     jobs=[sales_daily, ml_training],
     schedules=[sales_schedule, ml_schedule],
-    sensors=[sales_landing, *lineage_sensors(), *alert_sensors(notice_jobs)],
+    sensors=[sales_landing, retrain_on_sales_metrics, *lineage_sensors(), *alert_sensors(notice_jobs)],
     resources={"alerting": alerting_from_env()},
 )

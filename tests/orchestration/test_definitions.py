@@ -33,3 +33,49 @@ def test_the_model_retrains_weekly_and_the_sensors_are_on(defs):
     assert sensors["landing_files"] == dg.DefaultSensorStatus.RUNNING
     assert sensors["run_failure_alerts"] == dg.DefaultSensorStatus.RUNNING
     assert sensors["openlineage_run_failed"] == dg.DefaultSensorStatus.RUNNING
+
+
+def test_the_cli_backfills_a_date_range_in_one_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dagster._core.instance.ref import InstanceRef
+
+    from orchestration import ValueStore
+
+    root = Path(__file__).resolve().parents[2]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    data = tmp_path / "data"
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "orchestration.definitions",
+         "--select", "group:sales_analytics", "--partition-range", "2026-01-02...2026-01-04"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        days = instance.get_materialized_partitions(dg.AssetKey("sales_report"))
+        assert days == {"2026-01-02", "2026-01-03", "2026-01-04"}
+    store = ValueStore(data / "assets")
+    assert all("2026-01-0" in store.read(dg.AssetKey("sales_report"), day) for day in sorted(days))
+
+
+def test_the_model_retrains_when_the_sales_metrics_are_updated(defs, data_dir, instance):
+    sensor = defs.resolve_sensor_def("retrain_on_sales_metrics")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # on by choice, like the schedule
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    assert not sensor.evaluate_tick(context).run_requests  # no sales metrics yet
+
+    sales = defs.resolve_assets_def(dg.AssetKey("business_metrics"))
+    assert dg.materialize([sales], instance=instance, partition_key="2026-01-03").success
+    context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor)
+    [request] = sensor.evaluate_tick(context).run_requests
+    assert request.run_key and sensor.job_name == "ml_training"
+
+    context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor)
+    assert not sensor.evaluate_tick(context).run_requests  # nothing new, no second run
