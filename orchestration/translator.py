@@ -32,10 +32,12 @@ KIND_BY_MODULE = {"pandas": "pandas", "numpy": "numpy", "sklearn": "scikitlearn"
 class HamiltonTranslator:
     """Turns Hamilton nodes into Dagster `AssetSpec`s; override any getter to customise."""
 
-    def __init__(self, key_prefix: str | Sequence[str] | None = None):
+    def __init__(self, key_prefix: str | Sequence[str] | None = None, automation: str | None = None):
+        """`automation`: the `dagster.automation` value for nodes without their own tag."""
         if isinstance(key_prefix, str):
             key_prefix = key_prefix.split("/")
         self.key_prefix = tuple(key_prefix or ())
+        self.automation = automation
 
     def get_asset_key(self, node: HamiltonNode) -> dg.AssetKey:
         """`dagster.asset_key` tag ("a/b"), else the prefix plus the node name (dots nest)."""
@@ -113,20 +115,23 @@ class HamiltonTranslator:
         return set(sorted(kinds)[:3])
 
     def get_automation_condition(self, node: HamiltonNode) -> dg.AutomationCondition | None:
-        """`dagster.automation` tag: `eager`, `on_missing` or `on_cron:<cron>`; none by default."""
-        value = node.tags.get(f"{TAG_PREFIX}automation")
+        """`dagster.automation` tag (else the translator's `automation`): `eager`, `on_missing`,
+        `on_code_change` or `on_cron:<cron>`; none by default."""
+        value = node.tags.get(f"{TAG_PREFIX}automation") or self.automation
         if not value:
             return None
         value = str(value)
         if value == "eager":
             return dg.AutomationCondition.eager()
+        if value == "on_code_change":
+            return on_code_change()
         if value == "on_missing":
             return dg.AutomationCondition.on_missing()
         if value.startswith("on_cron:"):
             return dg.AutomationCondition.on_cron(value.split(":", 1)[1])
         raise ValueError(
             f"Node '{node.name}': tag dagster.automation={value!r} is not one of "
-            "'eager', 'on_missing', 'on_cron:<cron expression>'."
+            "'eager', 'on_missing', 'on_code_change', 'on_cron:<cron expression>'."
         )
 
     def get_freshness_policy(self, node: HamiltonNode) -> dg.FreshnessPolicy | None:
@@ -180,12 +185,26 @@ class HamiltonTranslator:
         )
 
 
+def on_code_change() -> dg.AutomationCondition:
+    """Re-materialize an asset when its code version changes or an upstream asset is updated, so
+    one edited function re-runs exactly itself and what is downstream of it (latest partition)."""
+    condition = dg.AutomationCondition
+    changed = condition.code_version_changed() | condition.any_deps_updated()
+    return (
+        condition.in_latest_time_window()
+        & changed.since_last_handled()
+        & ~condition.any_deps_missing()
+        & ~condition.any_deps_in_progress()
+        & ~condition.in_progress()
+    ).with_label("on_code_change")
+
+
 def _source_version(fn: Callable) -> str | None:
     """Hamilton's node version (`hash_source_code(fn, strip=True)`), computed from one parse of
     the function's module instead of one `inspect.getsource` and parse per function."""
     code = getattr(inspect.unwrap(fn), "__code__", None)
     if code is not None:
-        version = _module_versions(code.co_filename).get((code.co_name, code.co_firstlineno))
+        version = _file_versions(code.co_filename).get((code.co_name, code.co_firstlineno))
         if version is not None:
             return version
     try:
@@ -194,8 +213,17 @@ def _source_version(fn: Callable) -> str | None:
         return None
 
 
+def _file_versions(filename: str) -> dict[tuple[str, int], str]:
+    """Versions of a file as it is now: an edited module reloaded in the same process is re-read."""
+    try:
+        stat = Path(filename).stat()
+    except OSError:
+        return {}
+    return _module_versions(filename, stat.st_mtime_ns, stat.st_size)
+
+
 @functools.cache
-def _module_versions(filename: str) -> dict[tuple[str, int], str]:
+def _module_versions(filename: str, mtime_ns: int, size: int) -> dict[tuple[str, int], str]:
     """(function name, first line) -> the hash Hamilton computes, for every top-level function."""
     try:
         tree = ast.parse(Path(filename).read_text(encoding="utf-8"))
