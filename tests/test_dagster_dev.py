@@ -1,86 +1,8 @@
 """`dagster dev` for real: webserver and daemon on a free loopback port, driven over GraphQL."""
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-LOCATION = "hamilton_pipelines"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class DagsterDev:
-    def __init__(self, url: str, landing: Path):
-        self.url = url
-        self.landing = landing
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{self.url}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.load(response)
-        assert "errors" not in body, body["errors"]
-        return body["data"]
-
-
-@pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory):
-    home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    data = tmp_path_factory.mktemp("data")
-    landing = data / "landing"
-    landing.mkdir()  # exists, so no sample data is generated: the test lands its own files
-    port = free_port()
-    log = (home / "dagster_dev.log").open("w")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data),
-           "LANDING_SENSOR_INTERVAL_S": "1"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    client = DagsterDev(f"http://127.0.0.1:{port}", landing)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                status = client.graphql(
-                    "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                    "locationOrLoadError { __typename } } } } }"
-                )
-                entries = status["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"]:
-                    assert entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, (home / "dagster_dev.log").read_text()
-            assert time.monotonic() < deadline, "dagster dev did not come up in 180 s"
-            time.sleep(1)
-        yield client
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+from tests.dagster_dev import dagster_dev_fixture  # noqa: F401  (the `dagster_dev` fixture)
 
 
 def test_the_ui_shows_every_asset_with_description_group_code_version_and_kinds(dagster_dev):
@@ -97,44 +19,16 @@ def test_the_ui_shows_every_asset_with_description_group_code_version_and_kinds(
 
 
 def test_a_run_launched_from_the_ui_materializes_with_progress_lines(dagster_dev):
-    launched = dagster_dev.graphql(
-        """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-        {"params": {
-            "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                         "jobName": "__ASSET_JOB",
-                         "assetSelection": [{"path": ["raw_dataset"]}, {"path": ["target"]}]},
-            "runConfigData": {},
-        }},
-    )["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline = time.monotonic() + 180
-    while True:
-        status = dagster_dev.graphql(
-            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
-        )["runOrError"]["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        assert time.monotonic() < deadline, f"run still {status} after 180 s"
-        time.sleep(1)
-    events = dagster_dev.graphql(
-        """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection {
-             events { __typename ... on MessageEvent { message } } } } }""",
-        {"id": run_id},
-    )["logsForRun"]["events"]
-    messages = [e.get("message", "") for e in events]
+    run_id = dagster_dev.launch_run([["raw_dataset"], ["target"]])
+    status = dagster_dev.wait_for_run(run_id, timeout_s=180)
+    messages = dagster_dev.run_messages(run_id)
     assert status == "SUCCESS", messages
     progress = [m for m in messages if m.startswith("[")]
     assert [m.split(" done in ")[0] for m in progress] == ["[1/2 50%] raw_dataset", "[2/2 100%] target"]
 
 
 def runs_for_file(dagster_dev, name: str) -> list[dict]:
-    return dagster_dev.graphql(
-        """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
-             ... on Runs { results { runId status tags { key value } } } } }""",
-        {"tags": [{"key": "landing/file", "value": name}]},
-    )["runsOrError"]["results"]
+    return dagster_dev.runs_with_tag("landing/file", name)
 
 
 def test_a_landed_file_is_run_once_by_the_sensor(dagster_dev):
@@ -169,14 +63,9 @@ def test_a_backfill_from_the_ui_runs_one_run_per_day(dagster_dev):
         {"params": {"assetSelection": sales, "partitionNames": ["2026-01-02", "2026-01-03"]}},
     )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    tag = [{"key": "dagster/backfill", "value": launched["backfillId"]}]
     deadline = time.monotonic() + 300
     while True:
-        runs = dagster_dev.graphql(
-            """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
-                 ... on Runs { results { status tags { key value } } } } }""",
-            {"tags": tag},
-        )["runsOrError"]["results"]
+        runs = dagster_dev.runs_with_tag("dagster/backfill", launched["backfillId"])
         if len(runs) == 2 and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
             break
         assert time.monotonic() < deadline, f"backfill runs not finished: {runs}"
