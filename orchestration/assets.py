@@ -17,6 +17,7 @@ from orchestration.execution import StepRunner
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
 from orchestration.hamilton_stream import ResultStream
 from orchestration.lineage import OpenLineageObserver
+from orchestration.metrics import PrometheusObserver
 from orchestration.paths import assets_dir
 from orchestration.progress import ProgressCallback
 from orchestration.storage import ValueStore
@@ -101,6 +102,7 @@ def hamilton_assets(
         partition_input,
     )
     runner.observers.append(OpenLineageObserver())
+    runner.observers.append(PrometheusObserver())
 
     @dg.multi_asset(
         name=dataflow.name,

@@ -1,0 +1,299 @@
+"""Prometheus metrics of Hamilton steps, pushed to a Pushgateway because runs are batch jobs.
+
+Set `PROMETHEUS_PUSHGATEWAY_URL` (read when a step starts; `http://user:password@host:9091` for
+basic auth) to push; unset, the observer does nothing.
+
+Grouping: a Pushgateway replaces a whole group on PUT and a group's same-name metrics on POST, so
+each asset gets its own group `{job="hamilton_<pipeline>", asset="<key>"}`, pushed with POST: a
+run that computes some assets never touches the series of the others. Progress lives in the
+pipeline's group `{job="hamilton_<pipeline>"}`, where each run replaces the previous run's series:
+the gateway keeps one progress series per pipeline, not one per run forever, and Prometheus keeps
+the history (concurrent runs of one pipeline take turns on it).
+
+Counters and histograms must keep growing across runs although every run starts from zero, so a
+step first reads what the Pushgateway holds for its assets and adds to that. A new asset's error
+counter and duration histogram are pushed at zero when the step starts, so Prometheus can see its
+first failure or run as an increase. Two concurrent runs computing the same asset can lose one's
+increments; a Pushgateway restarted without persistence looks like a counter reset, which
+Prometheus handles.
+
+Pushing happens in a background thread: at most one push per second as assets finish and a final
+one at step end, which the step waits for at most `STEP_END_WAIT_S` (a step's process may exit
+right after). The first failed request ends pushing for the step and logs one warning in the run
+log; a dead or hung gateway never fails a run and delays it by at most `STEP_END_WAIT_S`.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import Request, urlopen
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import (
+    basic_auth_handler,
+    default_handler,
+    pushadd_to_gateway,
+)
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
+
+from orchestration.execution import Materialized, StepObserver
+from orchestration.metadata import row_count
+
+if TYPE_CHECKING:
+    from orchestration.execution import ExecutionPlan, StepRunner
+
+PUSHGATEWAY_URL = "PROMETHEUS_PUSHGATEWAY_URL"
+STEP_DURATION = "hamilton_step_duration_seconds"
+RECORDS_PROCESSED = "hamilton_records_processed"
+PIPELINE_PROGRESS = "hamilton_pipeline_progress_percent"
+STEP_ERRORS = "hamilton_step_errors_total"
+METRICS = (STEP_DURATION, RECORDS_PROCESSED, PIPELINE_PROGRESS, STEP_ERRORS)
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, math.inf)
+PUSH_TIMEOUT_S = 2.0
+MIN_PUSH_INTERVAL_S = 1.0
+STEP_END_WAIT_S = 3.0
+_ASSET_LABELS = ["pipeline", "asset"]
+_PIPELINE_GROUP = None  # the group key of progress, next to one group per asset
+
+
+class Pushgateway:
+    """A Pushgateway's URL; credentials in it are used for basic auth and never shown."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
+        self._auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+
+    def read(self) -> str:
+        """Everything the gateway holds, in the text exposition format."""
+        request = Request(f"{self.url}/metrics")
+        if self._auth:
+            token = base64.b64encode(":".join(self._auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urlopen(request, timeout=PUSH_TIMEOUT_S) as response:
+            return response.read().decode("utf-8")
+
+    def push(self, job: str, grouping_key: dict[str, str], registry: CollectorRegistry) -> None:
+        """POST: replaces only the group's metrics of the same names."""
+        pushadd_to_gateway(self.url, job, registry, grouping_key, PUSH_TIMEOUT_S, self._handler)
+
+    def _handler(self, url, method, timeout, headers, data):
+        if self._auth:
+            return basic_auth_handler(url, method, timeout, headers, data, *self._auth)
+        return default_handler(url, method, timeout, headers, data)
+
+
+@dataclass
+class _Totals:
+    """An asset's cumulative values: what the gateway held plus what this step adds."""
+
+    errors: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)  # upper bound -> cumulative count
+    duration_sum: float = 0.0
+
+
+class _StepMetrics:
+    """One step's metrics, and the thread that pushes them."""
+
+    def __init__(self, gateway: Pushgateway, pipeline: str, run_id: str, assets: Iterable[str], total: int):
+        self.gateway = gateway
+        self.pipeline = pipeline
+        self.job = f"hamilton_{pipeline}"
+        self.run_id = run_id
+        self.total = total
+        self.finished = 0
+        self.error: str | None = None
+        self.reported = False
+        self._assets = list(assets)
+        self._baseline: dict[str, _Totals] = {}
+        self._errors = dict.fromkeys(self._assets, 0)
+        self._durations: dict[str, list[float]] = {asset: [] for asset in self._assets}
+        self._records: dict[str, int] = {}
+        self._dirty: set[str | None] = {_PIPELINE_GROUP}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._ending = threading.Event()
+        self._stopped = threading.Event()
+        self._wake.set()
+        threading.Thread(target=self._run, name=f"metrics-{pipeline}", daemon=True).start()
+
+    def materialized(self, asset: str, duration_s: float, rows: int | None) -> None:
+        with self._lock:
+            self.finished += 1
+            self._durations[asset].append(duration_s)
+            if rows is not None:
+                self._records[asset] = rows
+            self._dirty |= {_PIPELINE_GROUP, asset}
+        self._wake.set()
+
+    def failed(self, asset: str) -> None:
+        with self._lock:
+            self._errors[asset] += 1
+            self._dirty.add(asset)
+        self._wake.set()
+
+    def finish(self, wait_s: float) -> None:
+        """Asks for the final push and waits for it, or for the pusher to give up, at most `wait_s`."""
+        with self._lock:
+            self._dirty.add(_PIPELINE_GROUP)
+        self._ending.set()
+        self._wake.set()
+        if not self._stopped.wait(wait_s) and self.error is None:
+            self.error = f"no answer within {wait_s:g} s"
+
+    def _run(self) -> None:
+        try:
+            self._baseline = _totals(self.gateway.read(), self.job, self._assets)
+            with self._lock:  # new assets: their counter and histogram start at zero
+                self._dirty |= {asset for asset in self._assets if asset not in self._baseline}
+            last_push = -math.inf
+            while True:
+                self._wake.wait()
+                self._ending.wait(max(0.0, last_push + MIN_PUSH_INTERVAL_S - time.monotonic()))
+                self._wake.clear()
+                ending = self._ending.is_set()
+                self._push_dirty()
+                last_push = time.monotonic()
+                if ending:
+                    return
+        except Exception as error:  # noqa: BLE001 -- any failure only ends pushing; reported once by the step
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            self._stopped.set()
+
+    def _push_dirty(self) -> None:
+        with self._lock:
+            groups, self._dirty = self._dirty, set()
+            snapshots = [(group, self._families(group)) for group in groups]
+        for group, families in snapshots:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_Families(families))
+            self.gateway.push(self.job, {} if group is _PIPELINE_GROUP else {"asset": group}, registry)
+
+    def _families(self, group: str | None) -> list:
+        if group is _PIPELINE_GROUP:
+            progress = GaugeMetricFamily(
+                PIPELINE_PROGRESS, "Assets finished / assets the step computes, in percent.",
+                labels=["pipeline", "run_id"],
+            )
+            percent = 100.0 * self.finished / self.total if self.total else 100.0
+            progress.add_metric([self.pipeline, self.run_id], percent)
+            return [progress]
+        labels = [self.pipeline, group]
+        baseline = self._baseline.get(group, _Totals())
+        errors = CounterMetricFamily(STEP_ERRORS, "Failing Hamilton nodes of the asset.", labels=_ASSET_LABELS)
+        errors.add_metric(labels, baseline.errors + self._errors[group])
+        families = [errors]
+        durations = self._durations[group]
+        if durations or group not in self._baseline:
+            histogram = HistogramMetricFamily(
+                STEP_DURATION, "Duration of the asset's Hamilton node.", labels=_ASSET_LABELS
+            )
+            buckets = [
+                (floatToGoString(bound), baseline.buckets.get(bound, 0.0) + sum(d <= bound for d in durations))
+                for bound in DURATION_BUCKETS
+            ]
+            histogram.add_metric(labels, buckets, baseline.duration_sum + sum(durations))
+            families.append(histogram)
+        if group in self._records:
+            records = GaugeMetricFamily(
+                RECORDS_PROCESSED, "Rows of the asset's last materialization.", labels=_ASSET_LABELS
+            )
+            records.add_metric(labels, self._records[group])
+            families.append(records)
+        return families
+
+
+class _Families:
+    """A collector of fixed metric families: one snapshot, pushed once."""
+
+    def __init__(self, families: list):
+        self._families = families
+
+    def collect(self):
+        return self._families
+
+
+def _totals(exposition: str, job: str, assets: Iterable[str]) -> dict[str, _Totals]:
+    """The cumulative values the gateway holds for these assets of a pipeline (its job)."""
+    wanted = set(assets)
+    totals: dict[str, _Totals] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            asset = sample.labels.get("asset")
+            if sample.labels.get("job") != job or asset not in wanted:
+                continue
+            if sample.name == STEP_ERRORS:
+                totals.setdefault(asset, _Totals()).errors = sample.value
+            elif sample.name == f"{STEP_DURATION}_bucket":
+                totals.setdefault(asset, _Totals()).buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name == f"{STEP_DURATION}_sum":
+                totals.setdefault(asset, _Totals()).duration_sum = sample.value
+    return totals
+
+
+class PrometheusObserver(StepObserver):
+    """Pushes each step's metrics to the Pushgateway named by `PROMETHEUS_PUSHGATEWAY_URL`."""
+
+    def __init__(self):
+        self._steps: dict[str, tuple[_StepMetrics, StepRunner]] = {}
+
+    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
+        url = os.environ.get(PUSHGATEWAY_URL, "").strip()
+        if not url:
+            return
+        partitions = len(context.partition_keys) if context.has_partition_key_range else 1
+        metrics = _StepMetrics(
+            Pushgateway(url),
+            runner.dataflow.name,
+            context.run.run_id,
+            [runner.keys[name].to_user_string() for name in plan.assets],
+            len(plan.assets) * partitions,
+        )
+        self._steps[context.run.run_id] = (metrics, runner)
+
+    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
+        if (step := self._steps.get(context.run.run_id)) is not None:
+            metrics, runner = step
+            metrics.materialized(
+                runner.keys[asset].to_user_string(), materialized.duration_s, row_count(materialized.value)
+            )
+            _report(context, metrics)
+
+    def asset_failed(self, context, asset: str, error: BaseException) -> None:
+        if (step := self._steps.get(context.run.run_id)) is not None:
+            metrics, runner = step
+            metrics.failed(runner.keys[asset].to_user_string())
+            _report(context, metrics)
+
+    def step_finished(self, context, success: bool) -> None:
+        if (step := self._steps.pop(context.run.run_id, None)) is not None:
+            metrics = step[0]
+            if metrics.error is None:
+                metrics.finish(STEP_END_WAIT_S)
+            _report(context, metrics)
+
+
+def _report(context, metrics: _StepMetrics) -> None:
+    """One warning per step in the run log, from the step's thread, when pushing failed."""
+    if metrics.error is not None and not metrics.reported:
+        metrics.reported = True
+        context.log.warning(
+            f"Prometheus metrics of pipeline '{metrics.pipeline}' (progress, durations, records, "
+            f"errors) were not delivered to the Pushgateway at {metrics.gateway.url}: {metrics.error}. "
+            "The run is not affected; this step pushes no more metrics."
+        )
