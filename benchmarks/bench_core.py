@@ -48,13 +48,13 @@ TARGET_RATIO, TARGET_GROWTH = 1.25, 1.15
 # -- the synthetic dataflow -----------------------------------------------------------------------
 
 
-def dataflow_source(n: int, prefix: str = "n", seed: int = 0) -> str:
-    """Layers of WIDTH nodes; each node reads one or two nodes of the layer before."""
+def dataflow_source(n: int, prefix: str = "n", seed: int = 0, width: int = WIDTH) -> str:
+    """Layers of `width` nodes; each node reads one or two nodes of the layer before."""
     rng = random.Random(seed)
     functions = []
     for i in range(n):
-        layer = i // WIDTH
-        previous = range((layer - 1) * WIDTH, layer * WIDTH)
+        layer = i // width
+        previous = range((layer - 1) * width, layer * width)
         parents = sorted(rng.sample(previous, rng.randint(1, 2))) if layer else []
         params = ", ".join(f"{prefix}{p}: int" for p in parents)
         total = " + ".join([*(f"{prefix}{p}" for p in parents), str(i)])
@@ -62,10 +62,10 @@ def dataflow_source(n: int, prefix: str = "n", seed: int = 0) -> str:
     return "\n\n".join(functions)
 
 
-def load_dataflow(folder: Path, name: str, n: int):
+def load_dataflow(folder: Path, name: str, n: int, width: int = WIDTH):
     """Writes the module to a file and imports it, so Hamilton can hash each function's source."""
     path = folder / f"{name}.py"
-    path.write_text(dataflow_source(n, prefix=name[0]))
+    path.write_text(dataflow_source(n, prefix=name[0], width=width))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

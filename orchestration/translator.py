@@ -9,20 +9,19 @@ single function with Hamilton's `@tag` under the `dagster.` prefix:
 
 from __future__ import annotations
 
-import ast
 import functools
-import hashlib
 import inspect
 import re
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 from dagster._utils.tags import is_valid_strict_tag_value, is_valid_tag_key
 from hamilton import htypes
-from hamilton.graph_types import HamiltonNode, hash_source_code
+from hamilton.graph_types import HamiltonNode
+
+from orchestration.code_versions import code_version
 
 TAG_PREFIX = "dagster."
 VALID_SEGMENT = re.compile(r"^[A-Za-z0-9_]+$")
@@ -61,7 +60,7 @@ class HamiltonTranslator:
     def get_code_version(self, node: HamiltonNode) -> str | None:
         """Hamilton's hash of the function source (docstrings and comments ignored)."""
         functions = node.originating_functions
-        return _source_version(functions[0]) if functions else None
+        return code_version(functions[0]) if functions else None
 
     def get_metadata(self, node: HamiltonNode) -> dict[str, object]:
         """Return type and a link to the function's file and line."""
@@ -197,54 +196,6 @@ def on_code_change() -> dg.AutomationCondition:
         & ~condition.any_deps_in_progress()
         & ~condition.in_progress()
     ).with_label("on_code_change")
-
-
-def _source_version(fn: Callable) -> str | None:
-    """Hamilton's node version (`hash_source_code(fn, strip=True)`), computed from one parse of
-    the function's module instead of one `inspect.getsource` and parse per function."""
-    code = getattr(inspect.unwrap(fn), "__code__", None)
-    if code is not None:
-        version = _file_versions(code.co_filename).get((code.co_name, code.co_firstlineno))
-        if version is not None:
-            return version
-    try:
-        return hash_source_code(fn, strip=True)
-    except (OSError, TypeError):  # source unavailable (e.g. defined in a notebook cell)
-        return None
-
-
-def _file_versions(filename: str) -> dict[tuple[str, int], str]:
-    """Versions of a file as it is now: an edited module reloaded in the same process is re-read."""
-    try:
-        stat = Path(filename).stat()
-    except OSError:
-        return {}
-    return _module_versions(filename, stat.st_mtime_ns, stat.st_size)
-
-
-@functools.cache
-def _module_versions(filename: str, mtime_ns: int, size: int) -> dict[tuple[str, int], str]:
-    """(function name, first line) -> the hash Hamilton computes, for every top-level function."""
-    try:
-        tree = ast.parse(Path(filename).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return {}
-    versions = {}
-    for node in tree.body:
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        first_line = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        for function in ast.walk(node):  # Hamilton drops every docstring, nested ones too
-            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) and _has_docstring(function):
-                function.body = function.body[1:]
-        source = ast.unparse(ast.Module(body=[node], type_ignores=[]))
-        versions[(node.name, first_line)] = hashlib.sha256(source.encode()).hexdigest()
-    return versions
-
-
-def _has_docstring(node: ast.AST) -> bool:
-    first = node.body[0] if node.body else None
-    return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
 
 
 @functools.cache

@@ -54,7 +54,7 @@ def test_an_edited_function_re_materializes_only_itself_and_downstream(make_modu
     assert requested(tick) == set()
     assert set(stale(instance, before).values()) == {StaleStatus.FRESH}
 
-    after = assets_for(make_module, 5)  # the same module with one function edited, reloaded
+    after = assets_for(make_module, 50)  # the same module with one function edited, reloaded
 
     # Dagster marks the edited asset (new code version); what is downstream is marked once the new
     # value exists. The automation needs no second tick: one run covers both.
@@ -71,7 +71,7 @@ def test_an_edited_function_re_materializes_only_itself_and_downstream(make_modu
 def test_the_downstream_selection_re_materializes_in_one_run(make_module, data_dir, instance):
     """The manual action: select the edited asset and its downstream (`cleaned*`)."""
     assert dg.materialize([assets_for(make_module, 1)], instance=instance).success
-    after = assets_for(make_module, 5)
+    after = assets_for(make_module, 50)
     selection = dg.AssetSelection.assets("cleaned").downstream()
     keys = {k.to_user_string() for k in selection.resolve(dg.Definitions(assets=[after]).resolve_asset_graph())}
     assert materialized(instance, after, keys) == {"cleaned", "report"}

@@ -187,39 +187,6 @@ def test_freshness_tags_become_a_freshness_policy(make_module):
     assert specs[dg.AssetKey("other")].freshness_policy is None
 
 
-def test_code_version_is_exactly_hamiltons_node_version(make_module):
-    from hamilton.graph_types import hash_source_code
-
-    flow = make_module('''
-import functools
-from hamilton.function_modifiers import config, tag
-
-
-@tag(owner="x")
-@config.when(mode="a")
-def decorated__a(x: int) -> int:
-    """Doc."""
-    # a comment
-    return x
-
-
-def nested(x: int) -> int:
-    def helper(y):
-        """Inner doc, also ignored by Hamilton."""
-        return y + 1
-    return helper(x)
-
-
-def only_doc(x: int) -> int:
-    """Only a docstring and a return."""
-    return x
-''')
-    from orchestration.translator import _source_version
-
-    for fn in (flow.decorated__a, flow.nested, flow.only_doc):
-        assert _source_version(fn) == hash_source_code(fn, strip=True)
-
-
 def test_every_output_of_parameterize_is_an_asset(make_module):
     flow = make_module('''
 from hamilton.function_modifiers import parameterize, source, value
