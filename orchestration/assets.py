@@ -21,6 +21,7 @@ from orchestration.metrics import PrometheusObserver
 from orchestration.paths import assets_dir
 from orchestration.progress import ProgressCallback
 from orchestration.storage import ValueStore
+from orchestration.terminal_progress import TerminalProgress
 from orchestration.translator import HamiltonTranslator, is_valid_key
 
 CONFIG_TYPES = {str: str, int: int, float: float, bool: bool}
@@ -102,6 +103,7 @@ def hamilton_assets(
         partition_input,
     )
     runner.observers.append(OpenLineageObserver())
+    runner.observers.append(TerminalProgress())
     runner.observers.append(PrometheusObserver())
 
     @dg.multi_asset(

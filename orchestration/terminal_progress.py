@@ -1,0 +1,103 @@
+"""A tqdm bar over the assets a step computes, for runs started from a terminal.
+
+The total counts only the assets the step computes, as the `[k/N pct%]` log lines do, so the bar
+ends at 100% (Hamilton's `h_tqdm` bar counts every node it runs: columns, checks, internals).
+
+Dagster captures a step's stderr into its compute log and mirrors that file to the terminal that
+started the run, so the step's stderr is never a terminal itself. The bar is therefore shown when
+`PIPELINE_PROGRESS_BAR=1`, or, when the variable is unset, if stdin is a terminal (Dagster leaves it
+alone) and the run is not under `dagster dev` (there a run's output belongs in the UI's logs).
+`PIPELINE_PROGRESS_BAR=0` turns it off everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import IO
+
+import tqdm
+
+from orchestration.execution import (
+    ExecutionPlan,
+    Materialized,
+    StepObserver,
+    StepRunner,
+)
+
+SETTING = "PIPELINE_PROGRESS_BAR"
+REDRAW_S = 1.0
+
+
+def bar_wanted(interactive: bool) -> bool:
+    """`PIPELINE_PROGRESS_BAR` decides when set (`1` on, `0` off); otherwise `interactive` does."""
+    setting = os.environ.get(SETTING, "").strip()
+    return setting != "0" if setting else interactive
+
+
+class AssetBar:
+    """A bar counting assets, redrawn every second: its elapsed time stays live during a long node,
+    and it reappears below log lines printed over it."""
+
+    def __init__(self, total: int, desc: str):
+        self._bar = tqdm.tqdm(total=total, desc=desc, unit="asset", file=_LineStart(sys.stderr))
+        self._closed = threading.Event()
+        self._redrawing = threading.Thread(target=self._redraw, name=f"progress-{desc}", daemon=True)
+        self._redrawing.start()
+
+    def _redraw(self) -> None:
+        while not self._closed.wait(REDRAW_S):
+            self._bar.refresh()
+
+    def running(self, asset: str) -> None:
+        self._bar.set_postfix_str(asset)
+
+    def advance(self) -> None:
+        self._bar.update()
+
+    def close(self, outcome: str) -> None:
+        self._closed.set()
+        self._redrawing.join()  # no frame after the last one
+        self._bar.set_postfix_str(outcome, refresh=False)
+        self._bar.close()
+
+
+class _LineStart:
+    """Leaves the cursor at the start of the bar's line, so a log line printed next overwrites the
+    bar instead of being glued to its end."""
+
+    def __init__(self, stream: IO[str]):
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        self._stream.write(text + "\r" if text else text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+class TerminalProgress(StepObserver):
+    """One bar per step on the step's stderr, advanced as each asset is materialized."""
+
+    def __init__(self):
+        self._bars: dict[str, AssetBar] = {}
+
+    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
+        started_in_terminal = os.isatty(0) and not os.environ.get("DAGSTER_IS_DEV_CLI")
+        if not bar_wanted(started_in_terminal):
+            return
+        partitions = len(context.partition_keys) if context.has_partition_key_range else 1
+        self._bars[context.run.run_id] = AssetBar(len(plan.assets) * partitions, runner.dataflow.name)
+
+    def asset_started(self, context, asset: str) -> None:
+        if (bar := self._bars.get(context.run.run_id)) is not None:
+            bar.running(asset)
+
+    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
+        if (bar := self._bars.get(context.run.run_id)) is not None:
+            bar.advance()
+
+    def step_finished(self, context, success: bool) -> None:
+        if (bar := self._bars.pop(context.run.run_id, None)) is not None:
+            bar.close("done" if success else "failed")
