@@ -1,7 +1,7 @@
 """Per-asset progress of one run: `[k/N pct%] <asset> done in X s (rows=…) — ETA …`.
 
 N counts only the assets this run computes, so the run reaches 100% (Hamilton's own progress bars
-count overridden nodes, which never run).
+count overridden nodes, which never run). `RateLimited` thins the updates for notifiers like Slack.
 """
 
 from __future__ import annotations
@@ -47,6 +47,38 @@ class AssetProgress:
             except Exception:  # a notifier must never fail the run
                 logger.warning("Progress callback %r failed", callback, exc_info=True)
         return line
+
+
+class RateLimited:
+    """A progress callback that passes on the first and the final (100%) update of a step, and in
+    between at most one per `min_interval_s` that also advanced `min_percent` since the last one
+    passed: a 1,000-asset run sends a handful of messages, not 1,000."""
+
+    def __init__(
+        self,
+        callback: ProgressCallback,
+        min_interval_s: float = 60.0,
+        min_percent: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.callback = callback
+        self.min_interval_s = min_interval_s
+        self.min_percent = min_percent
+        self._clock = clock
+        self._last: tuple[float, float] | None = None  # when, and at what percent, one last passed
+
+    def __call__(self, step: int, percent: float, message: str) -> None:
+        now = self._clock()
+        if not (step == 1 or percent >= 100.0 or self._due(now, percent)):
+            return
+        self._last = (now, percent)  # set first: a failing callback is not retried sooner
+        self.callback(step, percent, message)
+
+    def _due(self, now: float, percent: float) -> bool:
+        if self._last is None:
+            return True
+        last_time, last_percent = self._last
+        return now - last_time >= self.min_interval_s and percent - last_percent >= self.min_percent
 
 
 def _duration(seconds: float) -> str:
