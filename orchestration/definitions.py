@@ -17,6 +17,7 @@ from orchestration.alerts import alert_sensors, alerting_from_env
 from orchestration.landing_sensor import landing_sensor
 from orchestration.lineage_hooks import lineage_sensors
 from orchestration.paths import landing_dir
+from orchestration.slack_progress import progress_callbacks_from_env
 
 SAMPLE_START = "2026-01-01"
 RETRIES = dg.RetryPolicy(
@@ -43,8 +44,11 @@ sales_assets = hamilton_assets(
     retry_policy=RETRIES,
     # A backfill is one run over its whole range: a day's work is far cheaper than a run's start.
     backfill_policy=dg.BackfillPolicy.single_run(),
+    progress_callbacks=progress_callbacks_from_env("sales_analytics"),
 )
-ml_assets = hamilton_assets(ml_pipeline, retry_policy=RETRIES)
+ml_assets = hamilton_assets(
+    ml_pipeline, retry_policy=RETRIES, progress_callbacks=progress_callbacks_from_env("ml_pipeline")
+)
 
 sales_daily = dg.define_asset_job("sales_daily", selection=[sales_assets])
 # At 06:00 in PIPELINE_TIMEZONE, materialize the day that just ended.
