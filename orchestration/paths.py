@@ -19,6 +19,7 @@ def landing_dir() -> Path:
     return Path(override).resolve() if override else data_dir() / "landing"
 
 
-def assets_dir() -> Path:
-    """Where stored asset values live."""
-    return data_dir() / "assets"
+def assets_dir() -> str | Path:
+    """Where stored asset values live: `$PIPELINE_STORE_URL` (a folder, or a URL every machine
+    reaches, such as s3://bucket/prefix), or `assets/` in the data directory."""
+    return os.environ.get("PIPELINE_STORE_URL") or data_dir() / "assets"

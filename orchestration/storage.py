@@ -1,42 +1,58 @@
 """Stored asset values: one file per asset (and partition), replaced atomically.
 
-A value is written to a hidden temporary file in the target folder, flushed to disk, and renamed
-over the old one, so a crash leaves either the previous value or the complete new one.
+The store's root is a local folder, or a URL that several machines reach (e.g. s3://bucket/prefix,
+through fsspec). Locally a value is written to a hidden temporary file in the target folder, flushed
+to disk, and renamed over the old one, so a crash leaves either the previous value or the complete
+new one. At a URL it is encoded into a local scratch file and uploaded in one PUT on object stores,
+where an object appears whole or not at all; elsewhere as a hidden temporary file moved over the old.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from upath import UPath
 
 from orchestration.errors import MissingUpstreamError, StorageError
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
 
 SAFE_PARTITION = re.compile(r"^[A-Za-z0-9_.=-]+$")
 UNPARTITIONED = "value"
+# fsspec protocols whose single PUT (multipart included) is atomic.
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "memory"})
 
 
 @dataclass(frozen=True)
 class StoredValue:
-    path: Path
+    path: Path | UPath
     format: str
     size_bytes: int
 
 
-class ValueStore:
-    """Reads and writes asset values under one root folder."""
+def location(root: str | os.PathLike) -> Path | UPath:
+    """A local folder (a plain path or a file:// URL) as a resolved Path; any other URL as a UPath."""
+    url = UPath(root)
+    if url.protocol in ("", "file", "local"):
+        return Path(url.path).resolve()
+    return url
 
-    def __init__(self, root: str | Path, formats: tuple[ValueFormat, ...] = DEFAULT_FORMATS):
-        self.root = Path(root).resolve()
+
+class ValueStore:
+    """Reads and writes asset values under one root folder or URL."""
+
+    def __init__(self, root: str | os.PathLike, formats: tuple[ValueFormat, ...] = DEFAULT_FORMATS):
+        self.root = location(root)
+        self.remote = isinstance(self.root, UPath)
         self.formats = formats
 
-    def folder(self, key: dg.AssetKey) -> Path:
+    def folder(self, key: dg.AssetKey) -> Path | UPath:
         return self.root.joinpath(*key.path)
 
     def _stem(self, partition_key: str | None) -> str:
@@ -55,40 +71,29 @@ class ValueStore:
         """`name` labels the value inside the file (a Series' column); default: the key's last part."""
         fmt = self._format_for(key, value)
         folder = self.folder(key)
-        target = folder / (self._stem(partition_key) + fmt.suffix)
-        temporary = folder / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        stem = self._stem(partition_key)
+        target = folder / (stem + fmt.suffix)
+        replace = _upload if self.remote else _replace
         try:
-            if not folder.is_dir():  # first value of this asset
-                folder.mkdir(parents=True, exist_ok=True)
-            fmt.write(value, temporary, name or key.path[-1])
-            with temporary.open("rb+") as file:
-                os.fsync(file.fileno())
-                size = os.fstat(file.fileno()).st_size
-            os.replace(temporary, target)
+            size = replace(fmt, value, target, name or key.path[-1])
         except OSError as error:
-            _discard(temporary)
             raise StorageError(
                 f"Could not store asset {key.to_user_string()} at {target}: {error.strerror or error}. "
-                "Fix: make the folder writable or point PIPELINE_DATA_DIR at a writable location; "
-                "the previously stored value is unchanged."
+                "Fix: make the folder writable or point PIPELINE_DATA_DIR (or PIPELINE_STORE_URL) at "
+                "a writable location; the previously stored value is unchanged."
             ) from error
-        except BaseException:
-            _discard(temporary)
-            raise
-        stem = self._stem(partition_key)
-        with os.scandir(folder) as entries:  # a value stored earlier in another format is stale
-            for entry in entries:
-                if entry.name != target.name and self._format_of(entry.name, stem) is not None:
-                    os.unlink(entry.path)
+        for path in _listing(folder):  # a value stored earlier in another format is stale
+            if path.name != target.name and self._format_of(path.name, stem) is not None:
+                path.unlink()
         return StoredValue(path=target, format=fmt.name, size_bytes=size)
 
     def read(self, key: dg.AssetKey, partition_key: str | None = None) -> Any:
         return self.load(key, partition_key)[0]
 
-    def load(self, key: dg.AssetKey, partition_key: str | None = None) -> tuple[Any, Path]:
+    def load(self, key: dg.AssetKey, partition_key: str | None = None) -> tuple[Any, Path | UPath]:
         """The stored value and the file it came from."""
         for fmt, path in self._existing(key, partition_key):
-            return fmt.read(path), path
+            return (_download_and_read(fmt, path) if self.remote else fmt.read(path)), path
         where = f" partition {partition_key}" if partition_key else ""
         raise MissingUpstreamError(
             f"Asset {key.to_user_string()}{where} has never been materialized (nothing stored under "
@@ -101,20 +106,14 @@ class ValueStore:
 
     def _existing(
         self, key: dg.AssetKey, partition_key: str | None
-    ) -> list[tuple[ValueFormat, Path]]:
-        folder = self.folder(key)
+    ) -> list[tuple[ValueFormat, Path | UPath]]:
         stem = self._stem(partition_key)
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
         found = []
-        for entry in entries:
-            fmt = self._format_of(entry.name, stem)
+        for path in _listing(self.folder(key)):
+            fmt = self._format_of(path.name, stem)
             if fmt is None:
                 continue
-            path = Path(entry.path)
-            if not path.resolve().is_relative_to(self.root) or not path.is_file():
+            if not self.remote and (not path.resolve().is_relative_to(self.root) or not path.is_file()):
                 raise StorageError(f"{path} points outside the value store {self.root}; refusing to read it.")
             found.append((fmt, path))
         return found
@@ -138,7 +137,58 @@ class ValueStore:
         )
 
 
-def _discard(path: Path) -> None:
+def _replace(fmt: ValueFormat, value: Any, target: Path, name: str) -> int:
+    """Writes a hidden temporary file next to the target, flushes it to disk, renames it over."""
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        if not target.parent.is_dir():  # first value of this asset
+            target.parent.mkdir(parents=True, exist_ok=True)
+        fmt.write(value, temporary, name)
+        with temporary.open("rb+") as file:
+            os.fsync(file.fileno())
+            size = os.fstat(file.fileno()).st_size
+        os.replace(temporary, target)
+    except BaseException:
+        _discard(temporary)
+        raise
+    return size
+
+
+def _upload(fmt: ValueFormat, value: Any, target: UPath, name: str) -> int:
+    """Encodes into a local scratch file, then uploads it (formats write local files)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        encoded = Path(scratch) / target.name
+        fmt.write(value, encoded, name)
+        size = encoded.stat().st_size
+        if target.protocol in OBJECT_STORES:
+            target.fs.put_file(str(encoded), target.path)
+            return size
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            target.fs.makedirs(target.parent.path, exist_ok=True)
+            target.fs.put_file(str(encoded), temporary.path)
+            target.fs.mv(temporary.path, target.path)
+        except BaseException:
+            _discard(temporary)
+            raise
+    return size
+
+
+def _download_and_read(fmt: ValueFormat, path: UPath) -> Any:
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / path.name
+        path.fs.get_file(path.path, str(local))
+        return fmt.read(local)
+
+
+def _listing(folder: Path | UPath) -> list[Path | UPath]:
+    try:
+        return list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _discard(path: Path | UPath) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError:
