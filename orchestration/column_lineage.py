@@ -96,7 +96,7 @@ def _as(source: ColumnSource, how: str) -> ColumnSource:
 def as_dagster_metadata(
     lineage: Mapping[str, list[ColumnSource]], key_of: Callable[[str], object]
 ):
-    """Dagster's `dagster/column_lineage` value, which the asset page draws."""
+    """Dagster's `dagster/column_lineage` value (the run log shows it; Dagster+ draws it)."""
     import dagster as dg
 
     return dg.TableColumnLineage(
