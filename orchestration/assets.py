@@ -15,7 +15,7 @@ from orchestration.dataflow import Dataflow, InputNode
 from orchestration.errors import DataflowError
 from orchestration.execution import StepRunner
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
-from orchestration.hamilton_stream import ResultStream
+from orchestration.hamilton_stream import ParallelNodes, ResultStream
 from orchestration.lineage import OpenLineageObserver
 from orchestration.metrics import PrometheusObserver
 from orchestration.paths import assets_dir
@@ -43,6 +43,7 @@ def hamilton_assets(
     pool: str | None = None,
     op_tags: Mapping[str, Any] | None = None,
     progress_callbacks: Sequence[ProgressCallback] = (),
+    max_parallel_nodes: int | None = None,
 ) -> dg.AssetsDefinition:
     """Turns Hamilton modules into Dagster assets that run as one subsettable step.
 
@@ -54,10 +55,13 @@ def hamilton_assets(
     With `partitions_def`, each partition is stored separately and `partition_input` names the
     Hamilton input that receives the partition key (e.g. `sales_date`); with
     `backfill_policy=BackfillPolicy.single_run()` a backfill computes its whole range in one step.
+    `max_parallel_nodes` lets Hamilton run up to that many independent nodes of a step at once, in
+    threads: worth it for nodes that wait on I/O or release the GIL; off (one at a time) by default.
     """
     translator = translator or HamiltonTranslator()
     stream = ResultStream()
-    dataflow = Dataflow(modules, config, name=name, adapters=[stream])
+    adapters = [stream] if max_parallel_nodes is None else [stream, ParallelNodes(max_parallel_nodes)]
+    dataflow = Dataflow(modules, config, name=name, adapters=adapters)
 
     keys = {node: translator._key_of(asset.node) for node, asset in dataflow.assets.items()}
     _check_keys(dataflow, keys)

@@ -2,10 +2,14 @@
 
 Hamilton runs a dataflow in one call; Dagster wants each asset reported as soon as it exists.
 The step runs Hamilton in a worker thread and this hook passes results back through a queue.
+The step's listener lives in a context variable, so `ParallelNodes` can carry it into the threads
+where Hamilton then runs nodes.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hamilton.lifecycle import NodeExecutionHook
+from hamilton.plugins.h_threadpool import FutureAdapter
 
 
 class RunCancelled(Exception):
@@ -38,12 +43,12 @@ class _Listener:
     unreported_s: float = 0.0
 
 
+_listener: contextvars.ContextVar[_Listener | None] = contextvars.ContextVar("result_stream", default=None)
+
+
 class ResultStream(NodeExecutionHook):
     """Announces node starts and reports wanted results and any failure; time spent in nodes that
     are not reported counts toward the next reported one."""
-
-    def __init__(self):
-        self._local = threading.local()
 
     @contextmanager
     def listen(
@@ -55,14 +60,14 @@ class ResultStream(NodeExecutionHook):
     ):
         """`on_start` runs in Hamilton's thread before each node, so it happens before the node
         can crash the process; results go to `sink`."""
-        self._local.listener = _Listener(wanted, sink, cancelled, on_start)
+        token = _listener.set(_Listener(wanted, sink, cancelled, on_start))
         try:
             yield
         finally:
-            self._local.listener = None
+            _listener.reset(token)
 
     def run_before_node_execution(self, *, node_name: str, **future_kwargs: Any) -> None:
-        listener = getattr(self._local, "listener", None)
+        listener = _listener.get()
         if listener is None:
             return
         if listener.cancelled.is_set():
@@ -79,7 +84,7 @@ class ResultStream(NodeExecutionHook):
         success: bool,
         **future_kwargs: Any,
     ) -> None:
-        listener = getattr(self._local, "listener", None)
+        listener = _listener.get()
         if listener is None:
             return
         duration = time.perf_counter() - listener.started.pop(node_name, time.perf_counter())
@@ -88,3 +93,12 @@ class ResultStream(NodeExecutionHook):
             return
         listener.sink(NodeResult(node_name, result, duration + listener.unreported_s, error))
         listener.unreported_s = 0.0
+
+
+class ParallelNodes(FutureAdapter):
+    """Hamilton's thread-pool adapter: runs up to `max_workers` nodes of a step at once, each as
+    soon as its inputs exist, in the context (and so with the listener) of the step that asked."""
+
+    def do_remote_execute(self, *, execute_lifecycle_for_node: Callable, node, **kwargs: Any) -> Any:
+        in_step_context = functools.partial(contextvars.copy_context().run, execute_lifecycle_for_node)
+        return super().do_remote_execute(execute_lifecycle_for_node=in_step_context, node=node, **kwargs)
