@@ -135,8 +135,20 @@ def asset_event(
     )
 
 
+def dataset_id(path: Path | str) -> tuple[str, str]:
+    """OpenLineage's naming: `file` + absolute path locally, `<scheme>://<bucket>` + key in an
+    object store (a store at `PIPELINE_STORE_URL`)."""
+    text = str(path)
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme == "file":
+        return FILE_NAMESPACE, rest if separator else text
+    bucket, _, key = rest.partition("/")
+    return f"{scheme}://{bucket}", key
+
+
 def input_file(path: Path | str) -> ol.InputDataset:
-    return ol.InputDataset(namespace=FILE_NAMESPACE, name=str(path))
+    namespace, name = dataset_id(path)
+    return ol.InputDataset(namespace=namespace, name=name)
 
 
 def output_file(
@@ -161,9 +173,10 @@ def output_file(
             facets.data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=list(assertions))
         )
     rows = len(value) if isinstance(value, (pd.DataFrame, pd.Series)) else None
+    namespace, name = dataset_id(path)
     return ol.OutputDataset(
-        namespace=FILE_NAMESPACE,
-        name=str(path),
+        namespace=namespace,
+        name=name,
         facets=dataset_facets,
         outputFacets={
             "outputStatistics": facets.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
@@ -193,10 +206,11 @@ def _column_lineage(
             if source.asset not in input_paths:
                 continue
             kind, subtype, description = TRANSFORMATION_SUBTYPES[source.how]
+            namespace, name = dataset_id(input_paths[source.asset])
             input_fields.append(
                 cl.InputField(
-                    namespace=FILE_NAMESPACE,
-                    name=input_paths[source.asset],
+                    namespace=namespace,
+                    name=name,
                     field=source.column,
                     transformations=[
                         cl.Transformation(type=kind, subtype=subtype, description=description, masking=False)

@@ -259,3 +259,11 @@ def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, i
     require_spec()
     for event in events:
         validate_event(event)
+
+
+def test_datasets_in_an_object_store_are_named_by_bucket_and_key():
+    from orchestration.lineage_events import dataset_id
+
+    assert dataset_id("/data/assets/a/value.parquet") == ("file", "/data/assets/a/value.parquet")
+    assert dataset_id("file:///data/a.parquet") == ("file", "/data/a.parquet")
+    assert dataset_id("s3://lake/prod/assets/a/value.parquet") == ("s3://lake", "prod/assets/a/value.parquet")
