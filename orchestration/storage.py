@@ -53,7 +53,21 @@ class ValueStore:
         self.formats = formats
 
     def folder(self, key: dg.AssetKey) -> Path | UPath:
+        """The asset's folder; a key part that could climb out of the store is refused."""
+        for part in key.path:
+            if part in ("", ".", "..") or "/" in part or "\\" in part:
+                raise StorageError(
+                    f"Asset key {key.to_user_string()!r} has the part {part!r}, which cannot name a "
+                    "folder inside the value store. Fix: use letters, digits and '_' in key parts."
+                )
         return self.root.joinpath(*key.path)
+
+    def _inside(self, path: Path) -> bool:
+        """Whether a local path, links followed, stays in the store (a link loop does not)."""
+        try:
+            return path.resolve().is_relative_to(self.root)
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            return False
 
     def _stem(self, partition_key: str | None) -> str:
         if partition_key is None:
@@ -73,6 +87,11 @@ class ValueStore:
         folder = self.folder(key)
         stem = self._stem(partition_key)
         target = folder / (stem + fmt.suffix)
+        if not self.remote and not self._inside(folder):
+            raise StorageError(
+                f"Could not store asset {key.to_user_string()}: {folder} leads outside the value store "
+                f"{self.root} (a link). Fix: replace the link with a folder; nothing was written."
+            )
         replace = _upload if self.remote else _replace
         try:
             size = replace(fmt, value, target, name or key.path[-1])
@@ -93,7 +112,14 @@ class ValueStore:
     def load(self, key: dg.AssetKey, partition_key: str | None = None) -> tuple[Any, Path | UPath]:
         """The stored value and the file it came from."""
         for fmt, path in self._existing(key, partition_key):
-            return (_download_and_read(fmt, path) if self.remote else fmt.read(path)), path
+            try:
+                return (_download_and_read(fmt, path) if self.remote else fmt.read(path)), path
+            except Exception as error:  # the reader's own error: ArrowInvalid, BadZipFile, ...
+                raise StorageError(
+                    f"The stored value of asset {key.to_user_string()} at {path} cannot be read as "
+                    f"{fmt.name}: {type(error).__name__}: {error}. Fix: re-materialize it "
+                    f"(dagster asset materialize --select {key.to_user_string()})."
+                ) from error
         where = f" partition {partition_key}" if partition_key else ""
         raise MissingUpstreamError(
             f"Asset {key.to_user_string()}{where} has never been materialized (nothing stored under "
@@ -113,7 +139,7 @@ class ValueStore:
             fmt = self._format_of(path.name, stem)
             if fmt is None:
                 continue
-            if not self.remote and (not path.resolve().is_relative_to(self.root) or not path.is_file()):
+            if not self.remote and (not self._inside(path) or not path.is_file()):
                 raise StorageError(f"{path} points outside the value store {self.root}; refusing to read it.")
             found.append((fmt, path))
         return found
