@@ -1,4 +1,5 @@
-"""`hamilton_assets`: one subsettable multi-asset per dataflow, one Dagster step per selection."""
+"""`hamilton_assets`: one subsettable multi-asset per dataflow, one Dagster step per selection;
+`hamilton_assets_by_group`: one per asset group, so groups can run in parallel."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import dagster as dg
 from orchestration import lineage_hooks
 from orchestration.dataflow import Dataflow, InputNode
 from orchestration.errors import DataflowError
-from orchestration.execution import StepRunner
+from orchestration.execution import StepRunner, plan_selection
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
 from orchestration.hamilton_stream import ParallelNodes, ResultStream
 from orchestration.lineage import OpenLineageObserver
 from orchestration.metrics import PrometheusObserver
 from orchestration.paths import assets_dir
 from orchestration.progress import ProgressCallback
+from orchestration.split import assets_by_group
 from orchestration.storage import ValueStore
 from orchestration.terminal_progress import TerminalProgress
 from orchestration.translator import HamiltonTranslator, is_valid_key
 
 CONFIG_TYPES = {str: str, int: int, float: float, bool: bool}
+DEFAULT_GROUP = "default"  # Dagster's group for assets without one
 UpstreamAsset = dg.AssetsDefinition | dg.AssetSpec | dg.AssetKey
 
 
@@ -58,75 +61,148 @@ def hamilton_assets(
     `max_parallel_nodes` lets Hamilton run up to that many independent nodes of a step at once, in
     threads: worth it for nodes that wait on I/O or release the GIL; off (one at a time) by default.
     """
-    translator = translator or HamiltonTranslator()
-    stream = ResultStream()
-    adapters = [stream] if max_parallel_nodes is None else [stream, ParallelNodes(max_parallel_nodes)]
-    dataflow = Dataflow(modules, config, name=name, adapters=adapters)
+    flow = _DataflowAssets(
+        modules, config=config, translator=translator, name=name, upstream_assets=upstream_assets,
+        store_root=store_root, formats=formats, partitions_def=partitions_def,
+        partition_input=partition_input, retry_policy=retry_policy, backfill_policy=backfill_policy,
+        pool=pool, op_tags=op_tags, progress_callbacks=progress_callbacks,
+        max_parallel_nodes=max_parallel_nodes,
+    )
+    return flow.multi_asset(flow.dataflow.name, list(flow.dataflow.assets))
 
-    keys = {node: translator._key_of(asset.node) for node, asset in dataflow.assets.items()}
-    _check_keys(dataflow, keys)
-    upstream_inputs = _upstream_inputs(dataflow, upstream_assets)
-    if partition_input is not None and (partitions_def is None or partition_input not in dataflow.inputs):
-        raise DataflowError(
-            f"partition_input={partition_input!r} needs partitions_def and an input of that name; "
-            f"the dataflow's inputs are: {', '.join(dataflow.inputs) or 'none'}."
-        )
-    config_schema, fixed_inputs = _run_config(dataflow, upstream_inputs, partition_input)
 
-    specs = []
-    check_specs = []
-    for node_name, asset in dataflow.assets.items():
-        spec = translator.get_asset_spec(
-            asset.node,
-            upstream=[dataflow.assets[up].node for up in asset.upstream],
-            columns=[dataflow.nodes[column] for column in asset.columns],
-            extra_deps=[upstream_inputs[i] for i in asset.inputs if i in upstream_inputs],
-        )
-        if spec.key != keys[node_name]:
+def hamilton_assets_by_group(
+    *modules: ModuleType,
+    config: Mapping[str, Any] | None = None,
+    translator: HamiltonTranslator | None = None,
+    name: str | None = None,
+    upstream_assets: Sequence[UpstreamAsset] = (),
+    store_root: str | None = None,
+    formats: Sequence[ValueFormat] = (),
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_input: str | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+    backfill_policy: dg.BackfillPolicy | None = None,
+    pool: str | None = None,
+    op_tags: Mapping[str, Any] | None = None,
+    progress_callbacks: Sequence[ProgressCallback] = (),
+    max_parallel_nodes: int | None = None,
+) -> list[dg.AssetsDefinition]:
+    """`hamilton_assets`, split into one subsettable multi-asset (one step) per asset group.
+
+    Groups come from the translator (`get_group_name`: the `dagster.group` tag, else the module),
+    so independent groups run in parallel under the multiprocess or Celery executor. A group's
+    step loads the assets of other groups it reads from the value store, as stored earlier in the
+    same run. Each multi-asset is named `<dataflow>__<group>` and takes run config for only the
+    inputs its own nodes read. Groups that depend on each other in a circle are refused.
+    """
+    flow = _DataflowAssets(
+        modules, config=config, translator=translator, name=name, upstream_assets=upstream_assets,
+        store_root=store_root, formats=formats, partitions_def=partitions_def,
+        partition_input=partition_input, retry_policy=retry_policy, backfill_policy=backfill_policy,
+        pool=pool, op_tags=op_tags, progress_callbacks=progress_callbacks,
+        max_parallel_nodes=max_parallel_nodes,
+    )
+    groups = assets_by_group(flow.dataflow, flow.group_of)
+    return [
+        flow.multi_asset(f"{flow.dataflow.name}__{group}", assets, needed_inputs=True)
+        for group, assets in groups.items()
+    ]
+
+
+class _DataflowAssets:
+    """One dataflow's specs, checks and run config, built once; cut into one or more multi-assets."""
+
+    def __init__(
+        self, modules, *, config, translator, name, upstream_assets, store_root, formats,
+        partitions_def, partition_input, retry_policy, backfill_policy, pool, op_tags,
+        progress_callbacks, max_parallel_nodes,
+    ):
+        self.translator = translator = translator or HamiltonTranslator()
+        self.stream = ResultStream()
+        adapters = [self.stream] if max_parallel_nodes is None else [self.stream, ParallelNodes(max_parallel_nodes)]
+        self.dataflow = dataflow = Dataflow(modules, config, name=name, adapters=adapters)
+
+        self.keys = {node: translator._key_of(asset.node) for node, asset in dataflow.assets.items()}
+        _check_keys(dataflow, self.keys)
+        self.upstream_inputs = _upstream_inputs(dataflow, upstream_assets)
+        if partition_input is not None and (partitions_def is None or partition_input not in dataflow.inputs):
             raise DataflowError(
-                f"Node '{node_name}': get_asset_spec() returned key {spec.key.to_user_string()} but "
-                f"get_asset_key() returned {keys[node_name].to_user_string()}; override "
-                "get_asset_key() to change keys so dependencies stay consistent."
+                f"partition_input={partition_input!r} needs partitions_def and an input of that name; "
+                f"the dataflow's inputs are: {', '.join(dataflow.inputs) or 'none'}."
             )
-        specs.append(spec)
-        check_specs += [
-            dg.AssetCheckSpec(
-                name=check.check_name,
-                asset=spec.key,
-                blocking=check.blocking,
-                description=check.description,
+        self.config_schema, self.fixed_inputs = _run_config(dataflow, self.upstream_inputs, partition_input)
+
+        self.specs: dict[str, dg.AssetSpec] = {}
+        self.check_specs: dict[str, list[dg.AssetCheckSpec]] = {}
+        for node_name, asset in dataflow.assets.items():
+            spec = translator.get_asset_spec(
+                asset.node,
+                upstream=[dataflow.assets[up].node for up in asset.upstream],
+                columns=[dataflow.nodes[column] for column in asset.columns],
+                extra_deps=[self.upstream_inputs[i] for i in asset.inputs if i in self.upstream_inputs],
             )
-            for check in asset.checks
-        ]
+            if spec.key != self.keys[node_name]:
+                raise DataflowError(
+                    f"Node '{node_name}': get_asset_spec() returned key {spec.key.to_user_string()} but "
+                    f"get_asset_key() returned {self.keys[node_name].to_user_string()}; override "
+                    "get_asset_key() to change keys so dependencies stay consistent."
+                )
+            self.specs[node_name] = spec
+            self.check_specs[node_name] = [
+                dg.AssetCheckSpec(
+                    name=check.check_name,
+                    asset=spec.key,
+                    blocking=check.blocking,
+                    description=check.description,
+                )
+                for check in asset.checks
+            ]
+        self.group_of = {node_name: spec.group_name or DEFAULT_GROUP for node_name, spec in self.specs.items()}
 
-    store = None
-    if store_root is not None or formats:
-        store = ValueStore(store_root or assets_dir(), (*formats, *DEFAULT_FORMATS))
-    runner = StepRunner(
-        dataflow, stream, keys, upstream_inputs, fixed_inputs, store, progress_callbacks, translator,
-        partition_input,
-    )
-    runner.observers.append(OpenLineageObserver())
-    runner.observers.append(TerminalProgress())
-    runner.observers.append(PrometheusObserver())
+        self.store = None
+        if store_root is not None or formats:
+            self.store = ValueStore(store_root or assets_dir(), (*formats, *DEFAULT_FORMATS))
+        self.partitions_def = partitions_def
+        self.partition_input = partition_input
+        self.retry_policy = retry_policy
+        self.backfill_policy = backfill_policy
+        self.pool = pool
+        self.op_tags = op_tags
+        self.progress_callbacks = progress_callbacks
 
-    @dg.multi_asset(
-        name=dataflow.name,
-        specs=specs,
-        check_specs=check_specs,
-        can_subset=True,
-        config_schema=config_schema,
-        partitions_def=partitions_def,
-        retry_policy=retry_policy,
-        backfill_policy=backfill_policy,
-        pool=pool,
-        op_tags=op_tags,
-        hooks={lineage_hooks.step_succeeded, lineage_hooks.step_failed},
-    )
-    def _dataflow(context):  # annotations are strings here, which Dagster's check rejects
-        yield from runner.run(context)
+    def multi_asset(self, name: str, assets: Sequence[str], needed_inputs: bool = False) -> dg.AssetsDefinition:
+        """The given assets as one subsettable step; with `needed_inputs`, its run config holds only
+        the inputs those assets' nodes read (other assets are loaded, not computed, there)."""
+        config_schema = self.config_schema
+        if needed_inputs:
+            read = set(plan_selection(self.dataflow, assets).inputs)
+            config_schema = {key: field for key, field in config_schema.items() if key in read}
+        runner = StepRunner(
+            self.dataflow, self.stream, self.keys, self.upstream_inputs, self.fixed_inputs, self.store,
+            self.progress_callbacks, self.translator, self.partition_input,
+        )
+        runner.observers.append(OpenLineageObserver())
+        runner.observers.append(TerminalProgress())
+        runner.observers.append(PrometheusObserver())
 
-    return _dataflow
+        @dg.multi_asset(
+            name=name,
+            specs=[self.specs[asset] for asset in assets],
+            check_specs=[check for asset in assets for check in self.check_specs[asset]],
+            can_subset=True,
+            config_schema=config_schema,
+            partitions_def=self.partitions_def,
+            retry_policy=self.retry_policy,
+            backfill_policy=self.backfill_policy,
+            pool=self.pool,
+            op_tags=self.op_tags,
+            hooks={lineage_hooks.step_succeeded, lineage_hooks.step_failed},
+        )
+        def _dataflow(context):  # annotations are strings here, which Dagster's check rejects
+            yield from runner.run(context)
+
+        return _dataflow
 
 
 def _check_keys(dataflow: Dataflow, keys: Mapping[str, dg.AssetKey]) -> None:

@@ -112,7 +112,7 @@ def plan_selection(dataflow: Dataflow, selected: Sequence[str]) -> ExecutionPlan
 
 
 class StepRunner:
-    """Executes selections of one dataflow; built once per `hamilton_assets` call."""
+    """Executes selections of one multi-asset of a dataflow (several share the dataflow)."""
 
     def __init__(
         self,

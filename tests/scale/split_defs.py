@@ -1,0 +1,16 @@
+"""A job over the grouped dataflow split into one step per group, run by other processes (the
+multiprocess executor imports this module in each step's process)."""
+
+import dagster as dg
+
+from orchestration.assets import hamilton_assets_by_group
+from tests.scale import grouped_flow
+
+defs = dg.Definitions(
+    assets=hamilton_assets_by_group(grouped_flow),
+    jobs=[dg.define_asset_job("multiprocess", executor_def=dg.multiprocess_executor)],
+)
+
+
+def multiprocess_job() -> dg.JobDefinition:
+    return defs.resolve_job_def("multiprocess")
