@@ -1,6 +1,7 @@
-"""Hamilton dataflows as Dagster assets: `hamilton_assets` and the `HamiltonTranslator`."""
+"""Hamilton dataflows as Dagster assets: `hamilton_assets` (one step per selection),
+`hamilton_assets_by_group` (one step per asset group) and the `HamiltonTranslator`."""
 
-from orchestration.assets import hamilton_assets
+from orchestration.assets import hamilton_assets, hamilton_assets_by_group
 from orchestration.errors import DataflowError, MissingUpstreamError, StorageError
 from orchestration.formats import ValueFormat
 from orchestration.storage import ValueStore
@@ -14,4 +15,5 @@ __all__ = [
     "ValueFormat",
     "ValueStore",
     "hamilton_assets",
+    "hamilton_assets_by_group",
 ]

@@ -1,7 +1,8 @@
 """Prometheus metrics of Hamilton steps, pushed to a Pushgateway because runs are batch jobs.
 
 Set `PROMETHEUS_PUSHGATEWAY_URL` (read when a step starts; `http://user:password@host:9091` for
-basic auth) to push; unset, the observer does nothing.
+basic auth) to push; unset, the observer does nothing. The `pipeline` label is the step's name:
+the dataflow, or `<dataflow>__<group>` for `hamilton_assets_by_group`, whose steps run at once.
 
 Grouping: a Pushgateway replaces a whole group on PUT and a group's same-name metrics on POST, so
 each asset gets its own group `{job="hamilton_<pipeline>", asset="<key>"}`, pushed with POST: a
@@ -259,7 +260,7 @@ class PrometheusObserver(StepObserver):
         partitions = len(context.partition_keys) if context.has_partition_key_range else 1
         metrics = _StepMetrics(
             Pushgateway(url),
-            runner.dataflow.name,
+            context.op_execution_context.op_def.name,  # the dataflow, or `<dataflow>__<group>` when split
             context.run.run_id,
             [runner.keys[name].to_user_string() for name in plan.assets],
             len(plan.assets) * partitions,
