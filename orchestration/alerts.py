@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import smtplib
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from email.message import EmailMessage
@@ -25,6 +26,18 @@ import dagster as dg
 
 logger = logging.getLogger(__name__)
 TIMEOUT_S = 10
+
+
+class NotDelivered(Exception):
+    """A notifier could not deliver; the message never contains the notifier's secrets."""
+
+
+def _without_url(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTPError: {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return f"URLError: {error.reason}"
+    return type(error).__name__  # e.g. ValueError("unknown url type: '<the URL>'")
 
 
 class Notifier(dg.ConfigurableResource):
@@ -41,13 +54,16 @@ class SlackWebhook(Notifier):
     url: str
 
     def send(self, subject: str, body: str) -> None:
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps({"text": f"*{subject}*\n{body}"}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            response.read()
+        try:
+            request = urllib.request.Request(
+                self.url,
+                data=json.dumps({"text": f"*{subject}*\n{body}"}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                response.read()
+        except Exception as error:  # its text may hold the URL, which is the secret
+            raise NotDelivered(_without_url(error)) from None
 
     def describe(self) -> str:
         return "Slack webhook"
@@ -117,8 +133,9 @@ def _notify(context, notifiers: Sequence[Notifier], subject: str, body: str) -> 
             notifier.send(subject, body)
             outcomes.append(f"sent via {notifier.describe()}")
         except Exception as error:  # a dead notifier must not stop the others
-            outcomes.append(f"NOT delivered via {notifier.describe()} ({type(error).__name__})")
-            context.log.warning(f"Alert not delivered via {notifier.describe()}: {type(error).__name__}")
+            detail = str(error) if isinstance(error, NotDelivered) else type(error).__name__
+            outcomes.append(f"NOT delivered via {notifier.describe()} ({detail})")
+            context.log.warning(f"Alert not delivered via {notifier.describe()}: {detail}")
     return "; ".join(outcomes) or "no notifier configured"
 
 

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 from urllib.request import Request, urlopen
 
 from prometheus_client import CollectorRegistry
@@ -75,9 +75,13 @@ class Pushgateway:
     """A Pushgateway's URL; credentials in it are used for basic auth and never shown."""
 
     def __init__(self, url: str):
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
-        self._auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+        # User info is split off the raw text: urlsplit would end it at a '#', '?' or '/' in the
+        # password and leave the password in what is shown.
+        scheme, _, rest = url.partition("://") if "://" in url else ("http", "", url)
+        userinfo, at, host = rest.rpartition("@")
+        self.url = f"{scheme}://{host if at else rest}".rstrip("/")
+        user, _, password = userinfo.partition(":")
+        self._auth = (unquote(user), unquote(password)) if at else None
 
     def read(self) -> str:
         """Everything the gateway holds, in the text exposition format."""

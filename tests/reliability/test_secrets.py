@@ -503,15 +503,7 @@ def test_no_secret_leaks_when_every_backend_is_down(
     "variable",
     [
         "SLACK_WEBHOOK_URL",
-        pytest.param("PROGRESS_SLACK_WEBHOOK_URL", marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG orchestration/progress.py AssetProgress.advance (line 48) logs a failing progress "
-            "callback with exc_info=True; for a webhook URL without a scheme urllib raises "
-            "ValueError(\"unknown url type: '<the whole URL>'\") (orchestration/alerts.py "
-            "SlackWebhook.send, line 44), so the secret webhook URL lands in Python logging (outside "
-            "pytest: the worker's stderr, which Dagster stores as the run's compute log). Fix: in SlackWebhook.send catch exceptions and re-raise "
-            "RuntimeError(f'Slack webhook post failed: {type(error).__name__}') from None (or log "
-            "only type(error).__name__ in AssetProgress.advance, without exc_info)."
-        ))),
+        "PROGRESS_SLACK_WEBHOOK_URL",
     ],
 )
 def test_a_webhook_url_without_a_scheme_is_never_shown(
@@ -535,14 +527,6 @@ def test_a_webhook_url_without_a_scheme_is_never_shown(
     assert leaks({variable: markers[variable].encode()}, haystacks) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG orchestration/metrics.py Pushgateway.__init__ (lines 77-80): credentials are split off with "
-    "urlsplit(), which ends the authority at the first '#', '?' or '/'; for a password containing one "
-    "of them (e.g. http://metrics:ab#cd@host:9091) the 'stripped' URL is the whole URL, and the "
-    "run-log warning (_report, line 298) prints it with the password. Fix: split user info off the "
-    "raw string first (scheme, rest = url.split('://', 1); userinfo, _, hostpart = rest.rpartition('@')), "
-    "use it for basic auth and show only hostpart; and never put the raw value in a message."
-))
 def test_a_pushgateway_password_with_reserved_characters_is_never_shown(
     make_module, data_dir, instance, tmp_path, markers, clean_env, caplog, capfd,
 ):
