@@ -317,7 +317,7 @@ def test_a_wrongly_structured_openlineage_config_warns_naming_the_file(
         ("metrics:pw@127.0.0.1:1", "http://127.0.0.1:1"),  # no scheme: http is assumed
         pytest.param("http://metrics:pw@[::1", "PROMETHEUS_PUSHGATEWAY_URL", marks=pytest.mark.xfail(
             strict=True, reason=(
-                "BUG orchestration/metrics.py PrometheusObserver.step_started (line 256-262): an "
+                "BUG orchestration/metrics.py PrometheusObserver.step_started (lines 260-266): an "
                 "unparseable URL makes Pushgateway() raise ValueError('Invalid IPv6 URL'), which "
                 "StepRunner.notify (execution.py line 149) only logs to Python logging with a "
                 "traceback; the run log says nothing, so the operator never learns metrics are off. "
