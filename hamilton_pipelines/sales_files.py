@@ -38,7 +38,7 @@ def sales_file_name(date: str) -> str:
 
 def sales_date_of(file_name: str) -> str | None:
     """The date a landing file is for (``sales_2026-01-01.csv`` -> ``2026-01-01``), else None."""
-    match = FILE_NAME.match(file_name)
+    match = FILE_NAME.fullmatch(file_name)  # `$` would also accept a trailing newline
     if not match:
         return None
     try:
@@ -61,7 +61,10 @@ def read_sales_file(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise SalesFileError(f"Sales file {path} is empty; re-export it with a header and rows.") from None
     except (pd.errors.ParserError, OSError) as error:
-        raise SalesFileError(f"Sales file {path} cannot be read as CSV: {error}") from None
+        raise SalesFileError(
+            f"Sales file {path} cannot be read as CSV: {error}; re-export it as valid CSV "
+            "(quote fields that contain commas or newlines)."
+        ) from None
     missing = [column for column in SALES_COLUMNS if column not in frame.columns]
     if missing:
         raise SalesFileError(

@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.utils import DISALLOWED_NAMES
 
 from orchestration import lineage_hooks
 from orchestration.dataflow import Dataflow, InputNode
@@ -213,6 +214,12 @@ def _check_keys(dataflow: Dataflow, keys: Mapping[str, dg.AssetKey]) -> None:
                 f"Node '{node_name}' maps to asset key {key.to_user_string()!r}, which has characters "
                 "Dagster does not allow. Fix: use letters, digits and '_' in each '/'-separated part "
                 "(check the node's dagster.asset_key tag or the translator's key prefix)."
+            )
+        if "__".join(key.path) in DISALLOWED_NAMES:
+            raise DataflowError(
+                f"Node '{node_name}' maps to asset key {key.to_user_string()!r}, a name Dagster "
+                "reserves. Fix: rename the function, or give it a dagster.asset_key tag "
+                f"(e.g. @tag(**{{'dagster.asset_key': '{node_name}_value'}}))."
             )
         if key in owners:
             raise DataflowError(

@@ -74,7 +74,11 @@ def landing_sensor(
 def _inspect(path, root, fingerprint, partition_of, problem_of, partitions):
     """(cursor entry, run request or None) for one file version."""
     entry: dict = {"fingerprint": fingerprint}
-    target = path.resolve()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        entry["problem"] = f"{path.name}: link loop; refused"
+        return entry, None
     if path.is_symlink() and target.parent != root:
         entry["problem"] = f"{path.name}: points outside the landing directory ({target}); refused"
         return entry, None

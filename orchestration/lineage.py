@@ -61,6 +61,13 @@ def configured_transport():
     client_log.setLevel(logging.CRITICAL)  # its fallback messages are ours to decide
     try:
         client = OpenLineageClient()
+    except Exception as error:  # a file or variables of the wrong shape
+        where = _config_file() or "the OPENLINEAGE_* environment variables"
+        raise ValueError(
+            f"OpenLineage configuration in {where} is not valid ({type(error).__name__}: {error}). "
+            "Fix: a mapping with a 'transport' key, e.g. 'transport: {type: http, url: ...}' "
+            "(see docs/lineage.md)."
+        ) from None
     finally:
         client_log.setLevel(previous)
     if client.transport.kind != "console":

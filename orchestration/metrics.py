@@ -299,6 +299,7 @@ def _report(context, metrics: _StepMetrics) -> None:
         metrics.reported = True
         context.log.warning(
             f"Prometheus metrics of pipeline '{metrics.pipeline}' (progress, durations, records, "
-            f"errors) were not delivered to the Pushgateway at {metrics.gateway.url}: {metrics.error}. "
-            "The run is not affected; this step pushes no more metrics."
+            f"errors) were not delivered to the Pushgateway at {metrics.gateway.url} "
+            f"({PUSHGATEWAY_URL}): {metrics.error}. The run is not affected; this step pushes no "
+            "more metrics. Fix: check the Pushgateway is up and the variable reads http://host:9091."
         )

@@ -53,12 +53,6 @@ BAD_FILES = [
     ("missing", None, "does not exist; check landing_dir and sales_date, or land the file first"),
     pytest.param(
         "malformed", (HEADER + f'1,"{DAY},North\n').encode(), "cannot be read as CSV",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG hamilton_pipelines/sales_files.py read_sales_file (line 64): a malformed CSV fails "
-            "with 'Sales file <path> cannot be read as CSV: <pandas error>' but, unlike every other "
-            "case, says no fix. Fix: append '; re-export it as valid CSV (quote fields that contain "
-            "commas or newlines)'."
-        )),
     ),
 ]
 FIXES = ("re-export", "fix the export", "land the file first")
@@ -142,12 +136,6 @@ def test_names_with_spaces_unicode_or_dots_are_reported_and_never_run(sensor, la
         assert f"{name}: name does not match the expected pattern" in reason, name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG hamilton_pipelines/sales_files.py FILE_NAME (line 23) ends with '$', which also matches "
-    "before a trailing newline, so 'sales_2026-01-01.csv\\n' is taken for 2026-01-01: the sensor "
-    "requests a run keyed by that file's content while the run reads sales_2026-01-01.csv, another "
-    "file. Fix: FILE_NAME.fullmatch(...) or end the pattern with '\\Z'."
-))
 def test_a_name_with_a_trailing_newline_is_not_taken_for_the_day(sensor, landing, instance):
     [good] = write_sample_sales(landing, days=1, rows_per_day=20, start=DAY)
     (landing / "sales_2026-01-01.csv\n").write_bytes(good.read_bytes().replace(b"North", b"South"))
@@ -178,12 +166,6 @@ def test_links_are_followed_only_inside_the_landing_directory(sensor, landing, i
     assert "sales_2026-01-06.csv: broken link; refused" in reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG orchestration/landing_sensor.py _inspect (line 77): path.resolve() raises "
-    "RuntimeError('Symlink loop from ...') for a link loop, so every tick of the sensor fails and "
-    "no other landed file is ever run while the loop exists. Fix: wrap the resolve() in "
-    "try/except (RuntimeError, OSError) and report f'{path.name}: link loop; refused' like a broken link."
-))
 def test_a_link_loop_is_reported_and_does_not_stop_the_other_files(sensor, landing, instance):
     [good] = write_sample_sales(landing, days=1, rows_per_day=20, start="2026-01-02")
     loop = landing / "sales_2026-01-03.csv"
@@ -227,15 +209,6 @@ def test_a_partition_outside_the_range_is_refused_before_anything_runs(make_modu
 # -- dataflows --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG orchestration/assets.py _check_keys (line 208): a function named after one of Dagster's "
-    "reserved names (input, type, config, context, meta, dict, ...) passes the key check and then "
-    "fails inside dg.multi_asset with DagsterInvalidDefinitionError '\"input\" is not a valid name "
-    "in Dagster', which names no node and no fix. Fix: in _check_keys also refuse keys whose "
-    "'__'.join(key.path) is in dagster._core.definitions.utils.DISALLOWED_NAMES, raising "
-    "DataflowError(\"Node 'input' maps to asset key input, a name Dagster reserves. Fix: rename the "
-    "function or give it a dagster.asset_key tag such as 'sales/input'\")."
-))
 @pytest.mark.parametrize("name", ["input", "type", "config"])
 def test_a_function_with_a_dagster_reserved_name_is_refused_naming_it_and_the_fix(make_module, name):
     flow = make_module(f"def {name}() -> int:\n    return 1\n")
@@ -285,15 +258,6 @@ def test_an_unparseable_openlineage_config_warns_once_naming_the_file_and_line(
     assert len(lineage.LineageSpool(data_dir / "lineage" / "spool").pending()) > 0  # kept, not lost
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG orchestration/lineage.py delivery() (line 106): for a config file that parses but has the "
-    "wrong structure (transport: [1, 2]) openlineage-python raises AttributeError(\"'list' object "
-    "has no attribute 'get'\") and the warning is 'OpenLineage configuration problem: 'list' object "
-    "has no attribute 'get'; events stay spooled' — it names neither the file nor the fix. Fix: in "
-    "configured_transport() catch errors of OpenLineageClient() and re-raise ValueError(f'OpenLineage "
-    "configuration {_config_file() or \"from OPENLINEAGE_* variables\"} is invalid: {error}. Fix it "
-    "(see docs/lineage.md); events stay spooled until then')."
-))
 def test_a_wrongly_structured_openlineage_config_warns_naming_the_file(
     make_module, data_dir, instance, lineage_config, caplog
 ):
@@ -315,17 +279,7 @@ def test_a_wrongly_structured_openlineage_config_warns_naming_the_file(
     [
         ("http://metrics:pw@127.0.0.1:notaport", "http://127.0.0.1:notaport"),
         ("metrics:pw@127.0.0.1:1", "http://127.0.0.1:1"),  # no scheme: http is assumed
-        pytest.param("http://metrics:pw@[::1", "PROMETHEUS_PUSHGATEWAY_URL", marks=pytest.mark.xfail(
-            strict=True, reason=(
-                "BUG orchestration/metrics.py PrometheusObserver.step_started (lines 260-266): an "
-                "unparseable URL makes Pushgateway() raise ValueError('Invalid IPv6 URL'), which "
-                "StepRunner.notify (execution.py line 149) only logs to Python logging with a "
-                "traceback; the run log says nothing, so the operator never learns metrics are off. "
-                "Fix: catch ValueError in step_started and context.log.warning('PROMETHEUS_PUSHGATEWAY_URL "
-                "cannot be parsed (<error>); metrics are not pushed. Fix: set it to http://host:9091') "
-                "without the value."
-            ),
-        )),
+        ("http://metrics:pw@[::1", "PROMETHEUS_PUSHGATEWAY_URL"),
     ],
 )
 def test_a_wrong_pushgateway_url_gives_one_run_log_warning_naming_it(
