@@ -29,7 +29,12 @@ TIMEOUT_S = 10
 
 
 class NotDelivered(Exception):
-    """A notifier could not deliver; the message never contains the notifier's secrets."""
+    """A notifier could not deliver; the message never contains the notifier's secrets.
+    `timed_out`: the target took the connection but did not answer in time (it hangs)."""
+
+    def __init__(self, reason: str, timed_out: bool = False):
+        super().__init__(reason)
+        self.timed_out = timed_out
 
 
 def _without_url(error: Exception) -> str:
@@ -53,17 +58,18 @@ class Notifier(dg.ConfigurableResource):
 class SlackWebhook(Notifier):
     url: str
 
-    def send(self, subject: str, body: str) -> None:
+    def send(self, subject: str, body: str, timeout_s: float = TIMEOUT_S) -> None:
         try:
             request = urllib.request.Request(
                 self.url,
                 data=json.dumps({"text": f"*{subject}*\n{body}"}).encode(),
                 headers={"Content-Type": "application/json"},
             )
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 response.read()
-        except Exception as error:  # its text may hold the URL, which is the secret
-            raise NotDelivered(_without_url(error)) from None
+        except Exception as error:  # noqa: BLE001 - its text may hold the URL, which is the secret
+            timed_out = isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
+            raise NotDelivered(_without_url(error), timed_out) from None
 
     def describe(self) -> str:
         return "Slack webhook"
@@ -84,12 +90,16 @@ class SmtpEmail(Notifier):
         message["From"] = self.sender
         message["To"] = self.recipients
         message.set_content(body)
-        with smtplib.SMTP(self.host, self.port, timeout=TIMEOUT_S) as smtp:
-            if self.starttls:
-                smtp.starttls()
-            if self.user:
-                smtp.login(self.user, self.password or "")
-            smtp.send_message(message)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=TIMEOUT_S) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self.user:
+                    smtp.login(self.user, self.password or "")
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as error:  # socket and SMTP errors carry no password
+            # e.g. "SMTPServerDisconnected: Connection unexpectedly closed: timed out" for a hung server
+            raise NotDelivered(f"{type(error).__name__}: {error}") from None
 
     def describe(self) -> str:
         return f"e-mail via {self.host}:{self.port}"
@@ -132,7 +142,7 @@ def _notify(context, notifiers: Sequence[Notifier], subject: str, body: str) -> 
         try:
             notifier.send(subject, body)
             outcomes.append(f"sent via {notifier.describe()}")
-        except Exception as error:  # a dead notifier must not stop the others
+        except Exception as error:  # noqa: BLE001 - a dead notifier must not stop the others
             detail = str(error) if isinstance(error, NotDelivered) else type(error).__name__
             outcomes.append(f"NOT delivered via {notifier.describe()} ({detail})")
             context.log.warning(f"Alert not delivered via {notifier.describe()}: {detail}")

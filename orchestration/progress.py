@@ -2,6 +2,9 @@
 
 N counts only the assets this run computes, so the run reaches 100% (Hamilton's own progress bars
 count overridden nodes, which never run). `RateLimited` thins the updates for notifiers like Slack.
+A callback that fails never fails the run: its first failure in a step leaves one warning in the
+run log naming what was not delivered (a callback's `description`, else its name), never the
+error's text unless it is a `NotDelivered`, whose text holds no secret.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+
+import dagster as dg
+
+from orchestration.alerts import NotDelivered
 
 ProgressCallback = Callable[[int, float, str], None]
 logger = logging.getLogger(__name__)
@@ -28,6 +35,7 @@ class AssetProgress:
         self.callbacks = list(callbacks)
         self._clock = clock
         self._started = clock()
+        self._failing: set[int] = set()  # callbacks that failed in this step (and were reported)
 
     @property
     def percent(self) -> float:
@@ -41,12 +49,25 @@ class AssetProgress:
             f"[{self.done}/{self.total} {self.percent:.0f}%] {asset} done in {duration_s:.2f} s "
             f"(rows={'-' if rows is None else rows}) — ETA {_duration(remaining)}"
         )
-        for callback in self.callbacks:
+        for index, callback in enumerate(self.callbacks):
             try:
                 callback(self.done, self.percent, line)
-            except Exception:  # a notifier must never fail the run
-                logger.warning("Progress callback %r failed", callback, exc_info=True)
+            except Exception as error:  # noqa: BLE001 - a notifier must never fail the run
+                self._failed(index, callback, error)
         return line
+
+    def _failed(self, index: int, callback: ProgressCallback, error: Exception) -> None:
+        """One warning in the run log per failing callback and step; later failures are debug."""
+        reason = str(error) if isinstance(error, NotDelivered) else type(error).__name__
+        if index in self._failing:
+            logger.debug("%s: not delivered again (%s)", describe(callback), reason)
+            return
+        self._failing.add(index)
+        # The step's thread calls this: Dagster puts its loggers' records into the run log.
+        dg.get_dagster_logger("progress").warning(
+            f"{describe(callback)}: not delivered ({reason}); the run goes on, and further failures "
+            "in this step are not logged."
+        )
 
 
 class RateLimited:
@@ -67,6 +88,10 @@ class RateLimited:
         self._clock = clock
         self._last: tuple[float, float] | None = None  # when, and at what percent, one last passed
 
+    @property
+    def description(self) -> str:
+        return describe(self.callback)
+
     def __call__(self, step: int, percent: float, message: str) -> None:
         now = self._clock()
         if not (step == 1 or percent >= 100.0 or self._due(now, percent)):
@@ -79,6 +104,12 @@ class RateLimited:
             return True
         last_time, last_percent = self._last
         return now - last_time >= self.min_interval_s and percent - last_percent >= self.min_percent
+
+
+def describe(callback: ProgressCallback) -> str:
+    """What a callback delivers to, for messages: its `description`, else its name."""
+    name = getattr(callback, "__qualname__", type(callback).__name__)
+    return getattr(callback, "description", None) or f"Progress callback {name}"
 
 
 def _duration(seconds: float) -> str:

@@ -4,7 +4,9 @@ The shipped dataflows send them when `PROGRESS_SLACK_WEBHOOK_URL` is set (an inc
 alerts' `SLACK_WEBHOOK_URL` channel or a quieter one): each step's first and final update, and in
 between at most one per `PROGRESS_SLACK_INTERVAL_S` seconds (default 60) and per 10% more done, so
 about a dozen per step however long it runs. As with alerts, the URL stays a `dg.EnvVar` until a
-message is sent; a failed delivery is logged by the step, never raised.
+message is sent; a failed delivery is logged by the step, never raised: one warning in the run log
+per step. Posts wait at most `PROGRESS_TIMEOUT_S` (3 s) for Slack, and a post that timed out ends
+posting for the rest of the step, so a hung webhook delays a step by 3 s at most.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from orchestration.alerts import SlackWebhook
+from orchestration.alerts import NotDelivered, SlackWebhook
 from orchestration.progress import ProgressCallback, RateLimited
 
 URL_VARIABLE = "PROGRESS_SLACK_WEBHOOK_URL"
 INTERVAL_VARIABLE = "PROGRESS_SLACK_INTERVAL_S"
+PROGRESS_TIMEOUT_S = 3.0
 
 
 def slack_progress(
@@ -28,12 +31,24 @@ def slack_progress(
     min_interval_s: float = 60.0,
     min_percent: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
+    timeout_s: float = PROGRESS_TIMEOUT_S,
 ) -> RateLimited:
     """A progress callback posting to `webhook`; `title` names the dataflow in each message."""
+    hung = False  # a post of this step timed out: the rest of the step does not wait on Slack
 
     def post(step: int, percent: float, message: str) -> None:
-        webhook.process_config_and_initialize().send(f"{title}: {percent:.0f}%", message)
+        nonlocal hung
+        if step == 1:
+            hung = False
+        elif hung:
+            return
+        try:
+            webhook.process_config_and_initialize().send(f"{title}: {percent:.0f}%", message, timeout_s)
+        except NotDelivered as error:
+            hung = error.timed_out
+            raise
 
+    post.description = f"Progress of {title} via {webhook.describe()}"
     return RateLimited(post, min_interval_s, min_percent, clock)
 
 
