@@ -7,7 +7,9 @@ file of `second` appears, i.e. in the middle of its write. Each test first store
 one version, then kills a run computing the next one, so any stored value can be told apart: it
 must read back and equal the old value or the complete new one.
 
-The instance has run monitoring on, with a maximum run time (what marks a killed CLI run failed).
+The instance has run monitoring on, with a maximum run time (what marks a killed CLI run failed),
+and a run queue that runs one run per partition at a time (`tag_concurrency_limits` on
+`dagster/partition`), the way to serialize runs of one partition.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 
 from orchestration import lineage
 from orchestration.storage import ValueStore
-from tests.faults import kill_flow
+from tests.faults import concurrent_flow, kill_flow
 from tests.faults.conftest import BIN, ROOT, dagster_dev, descendants
 
 ASSETS = ["first", "second", "third", "fourth"]
@@ -39,6 +41,13 @@ run_monitoring:
   enabled: true
   poll_interval_seconds: 1
   max_runtime_seconds: {MAX_RUNTIME_S}
+run_queue:
+  max_concurrent_runs: 4
+  tag_concurrency_limits:
+    - key: dagster/partition
+      value:
+        applyLimitPerUniqueValue: true
+      limit: 1
 """
 _versions = itertools.count(1)
 
@@ -268,4 +277,38 @@ def test_a_killed_cli_run_stays_started_until_run_monitoring_times_it_out(setup,
     figures["kill -9 of a `dagster asset materialize` run"] = {
         "status 5 s after": "STARTED", "marked FAILURE by run monitoring after s": round(failed_after, 1),
         "max_runtime_seconds": MAX_RUNTIME_S,
+    }
+
+
+def test_the_run_queue_runs_one_partition_at_a_time(setup, figures):
+    """Two runs of partition p1 and one of p2, launched at once: the queue starts the second p1 run
+    only when the first has finished, and p2 alongside; p1 ends with one run's value and summary."""
+    def launch(partition: str, version: int) -> str:
+        launched = setup.dev.graphql(
+            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+            {"params": {
+                "selector": {"repositoryLocationName": "hamilton_pipelines", "repositoryName": "__repository__",
+                             "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["value"]}, {"path": ["summary"]}]},
+                "runConfigData": {"ops": {"concurrent_flow": {"config": {"version": version}}}},
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+            }},
+        )["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
+
+    first, second, other = launch("p1", 1), launch("p1", 2), launch("p2", 3)
+    for run_id in (first, second, other):
+        assert setup.dev.wait_for_run(run_id, WAIT_S) == "SUCCESS", setup.dev.run_messages(run_id)
+    records = {run_id: setup.instance.get_run_record_by_id(run_id) for run_id in (first, second, other)}
+    earlier, later = sorted((records[first], records[second]), key=lambda record: record.start_time)
+    assert later.start_time >= earlier.end_time, "two runs of p1 ran at the same time"
+    assert records[other].start_time < earlier.end_time and earlier.start_time < records[other].end_time
+    store = ValueStore(setup.data_dir / "assets")
+    version = 1 if later.dagster_run.run_id == first else 2
+    assert store.read(dg.AssetKey("value"), "p1").equals(concurrent_flow._expected("p1", version))
+    assert store.read(dg.AssetKey("summary"), "p1")["version"] == version
+    figures["run queue, one run per partition"] = {
+        "second p1 run waited s": round(later.start_time - earlier.start_time, 1),
+        "p2 overlapped the first p1 run": True,
     }
