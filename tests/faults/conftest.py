@@ -18,6 +18,11 @@ import pytest
 from tests.dagster_dev import DagsterDev, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config):
+    # Runs by default (plain `pytest`, as CI does); `-m "not slow"` leaves these out locally.
+    config.addinivalue_line("markers", "slow: a fault test that takes half a minute or more (runs by default)")
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180
 

@@ -26,6 +26,7 @@ from tests.deploy.postgres import postgres_fixture  # noqa: F401  (the `postgres
 from tests.faults import concurrent_flow
 from tests.faults.conftest import BIN, ROOT
 
+pytestmark = pytest.mark.slow
 WAIT_S = 300
 POOL = "faults_store"  # concurrent_defs' pool
 
@@ -192,7 +193,7 @@ def test_a_pool_slot_that_is_taken_blocks_the_next_claim(pool_instance):
         storage.free_concurrency_slots_for_run("second-run")
 
 
-TRIES = 20
+MAX_TRIES = 100  # both claims of a pair got the slot in 3 to 14 pairs of 20 in our runs
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -200,8 +201,8 @@ TRIES = 20
     "dagster/_core/storage/event_log/sql_event_log.py (dagster 1.13.27, line ~2932) selects a free slot "
     "with FOR UPDATE SKIP LOCKED outside a transaction (a no-op on SQLite; released at once on "
     "PostgreSQL in autocommit), then updates it by id without re-checking step_key IS NULL, so two "
-    "steps claiming within milliseconds both get the single slot (measured: 11 to 14 of 20 pairs on SQLite, "
-    "7 to 9 of 20 on PostgreSQL). Two CLI runs of one partition with pool limit 1 overlapped this way. "
+    "steps claiming within milliseconds both get the single slot (in our runs: 6 to 14 pairs in 20 on SQLite, "
+    "3 to 9 in 20 on PostgreSQL). Two CLI runs of one partition with pool limit 1 overlapped this way. "
     "Fix upstream: add `step_key IS NULL` to that UPDATE's WHERE (its rowcount is already checked). "
     "Here: serialize runs of one partition with the run queue's per-partition tag limit instead "
     "(tests/faults/test_killed_worker.py::test_the_run_queue_runs_one_partition_at_a_time)."
@@ -210,14 +211,15 @@ def test_two_simultaneous_claims_never_both_get_the_single_pool_slot(pool_instan
     import multiprocessing
 
     path, env = pool_instance
-    doubled = 0
+    doubled, tries = 0, 0
     with multiprocessing.get_context("spawn").Pool(2) as pool, dg.DagsterInstance.from_config(path) as instance:
-        for attempt in range(TRIES):
-            start = time.time() + (1.0 if attempt == 0 else 0.3)  # both are waiting by then
-            runs = [f"run-{attempt}-a", f"run-{attempt}-b"]
+        while tries < MAX_TRIES and not doubled:  # until two claims both get the slot
+            start = time.time() + (1.0 if tries == 0 else 0.3)  # both claimers are waiting by then
+            runs = [f"run-{tries}-a", f"run-{tries}-b"]
             doubled += all(pool.map(claim_at, [(path, env, start, run_id) for run_id in runs]))
+            tries += 1
             for run_id in runs:
                 instance.event_log_storage.free_concurrency_slots_for_run(run_id)
     storage = "PostgreSQL" if env else "SQLite"
-    figures.setdefault("simultaneous claims of a 1-slot pool that both succeeded", {})[storage] = f"{doubled}/{TRIES}"
-    assert doubled == 0, f"{doubled} of {TRIES} simultaneous claim pairs both got the single slot"
+    figures.setdefault("pairs of simultaneous claims until both got a 1-slot pool", {})[storage] = tries
+    assert not doubled, f"after {tries} pairs of simultaneous claims, both claims of a pair got the single slot"

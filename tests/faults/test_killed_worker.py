@@ -32,6 +32,7 @@ from orchestration.storage import ValueStore
 from tests.faults import concurrent_flow, kill_flow
 from tests.faults.conftest import BIN, ROOT, dagster_dev, descendants
 
+pytestmark = pytest.mark.slow
 ASSETS = ["first", "second", "third", "fourth"]
 WAIT_S = 180
 MAX_RUNTIME_S = 20  # run monitoring's limit on this instance; every run here takes under 10 s
@@ -91,12 +92,14 @@ class Setup:
     def temporaries(self) -> set[Path]:
         return set((self.data_dir / "assets" / "second").glob(".value.parquet.*.tmp"))
 
-    def wait_for_write_of_second(self, what: str, before: set[Path]) -> set[Path]:
+    def wait_for_write_of_second(self, what: str, before: set[Path], process=None) -> set[Path]:
         """Polls (every millisecond) until a new temporary file of `second` exists (earlier kills
         left theirs behind)."""
         deadline = time.monotonic() + WAIT_S
         while not (writing := self.temporaries() - before):
             assert time.monotonic() < deadline, f"second was never written by {what}"
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"{what} ended (exit code {process.returncode}) before writing second")
             time.sleep(0.001)
         return writing
 
@@ -255,12 +258,16 @@ def test_a_killed_cli_run_stays_started_until_run_monitoring_times_it_out(setup,
     new = next(_versions)
     setup.set_version(new)
     before = setup.temporaries()
-    cli = subprocess.Popen(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "tests.faults.kill_defs", "--select", "*"],
-        cwd=ROOT, env={**os.environ, **setup.env, "DAGSTER_HOME": str(setup.instance.root_directory)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    setup.wait_for_write_of_second("the CLI run", before)
+    with (setup.faults_dir / "cli.log").open("w") as log:
+        cli = subprocess.Popen(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "tests.faults.kill_defs", "--select", ",".join(ASSETS)],
+            cwd=ROOT, env={**os.environ, **setup.env, "DAGSTER_HOME": str(setup.instance.root_directory)},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        setup.wait_for_write_of_second("the CLI run", before, cli)
+    except AssertionError as error:
+        raise AssertionError(f"{error}:\n{(setup.faults_dir / 'cli.log').read_text()[-3000:]}") from None
     os.killpg(cli.pid, signal.SIGKILL)  # the CLI and its step process
     killed_at = time.monotonic()
     cli.wait()
