@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from orchestration.formats import DEFAULT_FORMATS, ValueFormat
 
 SAFE_PARTITION = re.compile(r"^[A-Za-z0-9_.=-]+$")
 UNPARTITIONED = "value"
+ABANDONED_AFTER_S = 3600  # a temporary file untouched this long was left by a killed writer
 # fsspec protocols whose single PUT (multipart included) is atomic.
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "memory"})
 
@@ -104,6 +106,8 @@ class ValueStore:
         for path in _listing(folder):  # a value stored earlier in another format is stale
             if path.name != target.name and self._format_of(path.name, stem) is not None:
                 path.unlink()
+            elif not self.remote and _abandoned(path, stem):
+                _discard(path)
         return StoredValue(path=target, format=fmt.name, size_bytes=size)
 
     def read(self, key: dg.AssetKey, partition_key: str | None = None) -> Any:
@@ -205,6 +209,17 @@ def _download_and_read(fmt: ValueFormat, path: UPath) -> Any:
         local = Path(scratch) / path.name
         path.fs.get_file(path.path, str(local))
         return fmt.read(local)
+
+
+def _abandoned(path: Path, stem: str) -> bool:
+    """A hidden temporary file of this value that nobody has written to for an hour: its writer was
+    killed mid-write (a live writer's file is seconds old), so it is only taking up space."""
+    if not (path.name.startswith(f".{stem}.") and path.name.endswith(".tmp")):
+        return False
+    try:
+        return time.time() - path.lstat().st_mtime > ABANDONED_AFTER_S
+    except OSError:
+        return False
 
 
 def _listing(folder: Path | UPath) -> list[Path | UPath]:
