@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import queue
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -150,6 +153,7 @@ class StepRunner:
                 logger.warning("%s.%s failed", type(observer).__name__, method, exc_info=True)
 
     def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        _exit_with_run_worker()
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
         step = _Step(self, context, plan_selection(self.dataflow, selected))
         self.notify("step_started", context, self, step.plan)
@@ -342,6 +346,26 @@ class _Step:
             Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
         )
         return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
+
+
+_watching_parent = False
+
+
+def _exit_with_run_worker() -> None:
+    """A step in a process of its own (multiprocess executor) ends when its run worker dies: as an
+    orphan it would go on storing values and reporting success for a run already marked failed."""
+    global _watching_parent
+    if _watching_parent or multiprocessing.parent_process() is None:
+        return
+    _watching_parent = True
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-run-worker", daemon=True).start()
 
 
 def _partitions(context) -> list[str | None]:

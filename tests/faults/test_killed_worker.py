@@ -219,15 +219,6 @@ def test_a_killed_run_is_marked_failed_keeps_whole_values_and_resumes_from_asset
     }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A SIGKILL of the run worker alone leaves its step process running as an orphan: the run is "
-    "marked FAILURE within about a second, but the step goes on computing and storing values and "
-    "records their materializations, STEP_SUCCESS and a lineage COMPLETE after that. Dagster's "
-    "multiprocess executor does not watch its parent. Fix in orchestration/execution.py "
-    "StepRunner.run (line ~145): when the step runs in a child process of the run worker "
-    "(multiprocess executor), start a daemon thread that exits the process (os._exit) once "
-    "os.getppid() changes from its value at step start, so the step dies with its worker."
-))
 def test_the_step_process_dies_with_its_killed_run_worker(setup):
     old = setup.materialize_all()
     new = next(_versions)
