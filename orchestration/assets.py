@@ -21,7 +21,8 @@ from orchestration.hamilton_stream import ParallelNodes, ResultStream
 from orchestration.lineage import OpenLineageObserver
 from orchestration.metrics import PrometheusObserver
 from orchestration.paths import assets_dir
-from orchestration.progress import ProgressCallback
+from orchestration.callbacks import ProgressCallback
+from orchestration.progress import ProgressSettings
 from orchestration.split import assets_by_group
 from orchestration.storage import ValueStore
 from orchestration.terminal_progress import TerminalProgress
@@ -47,6 +48,7 @@ def hamilton_assets(
     pool: str | None = None,
     op_tags: Mapping[str, Any] | None = None,
     progress_callbacks: Sequence[ProgressCallback] = (),
+    progress_settings: ProgressSettings | None = None,
     max_parallel_nodes: int | None = None,
 ) -> dg.AssetsDefinition:
     """Turns Hamilton modules into Dagster assets that run as one subsettable step.
@@ -61,13 +63,16 @@ def hamilton_assets(
     `backfill_policy=BackfillPolicy.single_run()` a backfill computes its whole range in one step.
     `max_parallel_nodes` lets Hamilton run up to that many independent nodes of a step at once, in
     threads: worth it for nodes that wait on I/O or release the GIL; off (one at a time) by default.
+    `progress_callbacks` are called `(asset, percent, message)` as nodes start, run long and end;
+    `progress_settings` sets when a running node is named and how often (default: from the
+    environment, see `ProgressSettings`).
     """
     flow = _DataflowAssets(
         modules, config=config, translator=translator, name=name, upstream_assets=upstream_assets,
         store_root=store_root, formats=formats, partitions_def=partitions_def,
         partition_input=partition_input, retry_policy=retry_policy, backfill_policy=backfill_policy,
         pool=pool, op_tags=op_tags, progress_callbacks=progress_callbacks,
-        max_parallel_nodes=max_parallel_nodes,
+        progress_settings=progress_settings, max_parallel_nodes=max_parallel_nodes,
     )
     return flow.multi_asset(flow.dataflow.name, list(flow.dataflow.assets))
 
@@ -87,6 +92,7 @@ def hamilton_assets_by_group(
     pool: str | None = None,
     op_tags: Mapping[str, Any] | None = None,
     progress_callbacks: Sequence[ProgressCallback] = (),
+    progress_settings: ProgressSettings | None = None,
     max_parallel_nodes: int | None = None,
 ) -> list[dg.AssetsDefinition]:
     """`hamilton_assets`, split into one subsettable multi-asset (one step) per asset group.
@@ -102,7 +108,7 @@ def hamilton_assets_by_group(
         store_root=store_root, formats=formats, partitions_def=partitions_def,
         partition_input=partition_input, retry_policy=retry_policy, backfill_policy=backfill_policy,
         pool=pool, op_tags=op_tags, progress_callbacks=progress_callbacks,
-        max_parallel_nodes=max_parallel_nodes,
+        progress_settings=progress_settings, max_parallel_nodes=max_parallel_nodes,
     )
     groups = assets_by_group(flow.dataflow, flow.group_of)
     return [
@@ -117,7 +123,7 @@ class _DataflowAssets:
     def __init__(
         self, modules, *, config, translator, name, upstream_assets, store_root, formats,
         partitions_def, partition_input, retry_policy, backfill_policy, pool, op_tags,
-        progress_callbacks, max_parallel_nodes,
+        progress_callbacks, progress_settings, max_parallel_nodes,
     ):
         self.translator = translator = translator or HamiltonTranslator()
         self.stream = ResultStream()
@@ -171,6 +177,7 @@ class _DataflowAssets:
         self.pool = pool
         self.op_tags = op_tags
         self.progress_callbacks = progress_callbacks
+        self.progress_settings = progress_settings
 
     def multi_asset(self, name: str, assets: Sequence[str], needed_inputs: bool = False) -> dg.AssetsDefinition:
         """The given assets as one subsettable step; with `needed_inputs`, its run config holds only
@@ -181,7 +188,7 @@ class _DataflowAssets:
             config_schema = {key: field for key, field in config_schema.items() if key in read}
         runner = StepRunner(
             self.dataflow, self.stream, self.keys, self.upstream_inputs, self.fixed_inputs, self.store,
-            self.progress_callbacks, self.translator, self.partition_input,
+            self.progress_callbacks, self.translator, self.partition_input, self.progress_settings,
         )
         runner.observers.append(OpenLineageObserver())
         runner.observers.append(TerminalProgress())

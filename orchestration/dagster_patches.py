@@ -3,7 +3,8 @@
 For every asset output a step yields, Dagster checks that the step yields its assets in
 topological order, and to do so calls `StepExecutionContext.get_output_asset_keys()`, which walks
 all N outputs of the step and builds a set of all N keys for each of them: O(N²) per output, so a
-multi-asset of 1,000 outputs spends most of its time there (see docs/dagster_quadratic_path.md).
+multi-asset of 1,000 outputs spends most of its time there (docs/architecture.md, "Dagster's
+per-output cost in one multi-asset").
 The result cannot change during a step (the step's outputs and the run's selection are fixed), so
 computing it once per step context keeps the check exactly as it is and makes it cheap.
 

@@ -7,6 +7,7 @@ Hamilton runs in a worker thread; each asset is stored and reported as soon as i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -22,25 +23,46 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration import column_lineage
+from orchestration import column_lineage, retries
 from orchestration.dataflow import Dataflow, dependencies
 from orchestration.errors import MissingUpstreamError, StorageError
 from orchestration.hamilton_stream import NodeResult, ResultStream
 from orchestration.metadata import materialization_metadata, row_count
 from orchestration.paths import assets_dir
-from orchestration.progress import AssetProgress, ProgressCallback
+from orchestration.callbacks import CallbackThread, ProgressCallback
+from orchestration.dagster_patches import install_output_keys_cache
+from orchestration.live_nodes import NodeWatch
+from orchestration.progress import ProgressSettings, StepProgress
 from orchestration.storage import StoredValue, ValueStore
 
 _DONE = object()
+
+
+@dataclass(frozen=True)
+class _Started:
+    """Hamilton's thread is about to run the first node of `asset` (at `time.monotonic()`)."""
+
+    asset: str
+    at: float
+
 logger = logging.getLogger(__name__)
 
 
 class StepObserver:
-    """Told how a step goes, as it goes (lineage, metrics). Must not block; errors are logged."""
+    """Told how a step goes, as it goes (lineage, metrics, the terminal bar). Hooks must not block;
+    an observer's error is logged and never breaks the run.
+
+    Threads: every hook runs in the step's own thread (the one Dagster runs the op in), in the
+    order things happened, never in Hamilton's threads: `asset_started` comes just after Hamilton
+    starts the asset's first node.
+    """
 
     def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None: ...
 
     def asset_started(self, context, asset: str) -> None: ...
+
+    def asset_running(self, context, asset: str, running_s: float) -> None:
+        """The asset's node has run past `ProgressSettings.live_after_s`; again on each heartbeat."""
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None: ...
 
@@ -128,6 +150,7 @@ class StepRunner:
         progress_callbacks: Sequence[ProgressCallback],
         translator=None,
         partition_input: str | None = None,
+        progress_settings: ProgressSettings | None = None,
     ):
         self.dataflow = dataflow
         self.partition_input = partition_input
@@ -139,7 +162,13 @@ class StepRunner:
         self.fixed_inputs = fixed_inputs
         self.store = store
         self.progress_callbacks = progress_callbacks
+        self.progress_settings = progress_settings
         self.observers: list[StepObserver] = []
+
+    @functools.cached_property
+    def key_strings(self) -> dict[str, str]:
+        """Each asset's key as people read it (built at the first step, not at definitions load)."""
+        return {name: key.to_user_string() for name, key in self.keys.items()}
 
     def store_for_run(self) -> ValueStore:
         """The store given at definition time, else `$PIPELINE_DATA_DIR/assets` as of this run."""
@@ -154,6 +183,7 @@ class StepRunner:
 
     def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         _exit_with_run_worker()
+        install_output_keys_cache()
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
         step = _Step(self, context, plan_selection(self.dataflow, selected))
         self.notify("step_started", context, self, step.plan)
@@ -162,6 +192,7 @@ class StepRunner:
             yield from step.execute()
             success = True
         finally:
+            step.close()
             self.notify("step_finished", context, success)
 
     def check_result(self, check, result) -> dg.AssetCheckResult:
@@ -175,6 +206,13 @@ class StepRunner:
             metadata={"diagnostics": dg.MetadataValue.json(json.loads(json.dumps(diagnostics, default=str)))},
         )
 
+    def describe_failure(self, failed: NodeResult) -> str:
+        """`Hamilton node 'x' (asset y) failed: ValueError: boom`."""
+        asset = self.dataflow.asset_of(failed.node_name)
+        where = f" (asset {self.keys[asset].to_user_string()})" if asset else ""
+        error = failed.error
+        return f"Hamilton node '{failed.node_name}'{where} failed: {type(error).__name__}: {error}"
+
     def failure(self, failed: NodeResult | None, error: BaseException) -> dg.Failure:
         if failed is None:
             return dg.Failure(
@@ -182,19 +220,16 @@ class StepRunner:
                 f"{type(error).__name__}: {error}",
                 metadata={"traceback": dg.MetadataValue.text(_traceback(error))},
             )
-        node_error = failed.error
-        asset = self.dataflow.asset_of(failed.node_name)
-        where = f" (asset {self.keys[asset].to_user_string()})" if asset else ""
-        text = _traceback(node_error)
+        text = _traceback(failed.error)
         return dg.Failure(
-            description=f"Hamilton node '{failed.node_name}'{where} failed: "
-            f"{type(node_error).__name__}: {node_error}\n\n{text}",
+            description=f"{self.describe_failure(failed)}\n\n{text}",
             metadata={"node": failed.node_name, "traceback": dg.MetadataValue.text(text)},
         )
 
 
 class _Step:
-    """The state of one step: what was loaded or stored where, and which columns values have."""
+    """The state of one step: what was loaded or stored where, which columns values have, and
+    where the step is (progress, running nodes, callbacks being delivered)."""
 
     def __init__(self, runner: StepRunner, context, plan: ExecutionPlan):
         self.runner = runner
@@ -207,7 +242,43 @@ class _Step:
         self.paths: dict[str, str] = {}  # asset or upstream input -> stored file
         self.columns: dict[str, list[str] | None] = {}
         self.pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
-        self.progress = AssetProgress(len(plan.assets) * len(self.partitions), runner.progress_callbacks)
+        self.wrote = False
+        self.settings = runner.progress_settings or ProgressSettings.from_env()
+        units = [self._label(name, p) for p in self.partitions for name in plan.assets]
+        usual = _usual_durations(context, [runner.keys[name] for name in plan.assets])
+        self.progress = StepProgress(
+            units, {self._label(n, p): usual[runner.keys[n]] for p in self.partitions for n in plan.assets
+                    if runner.keys[n] in usual}
+        )
+        self.watch = NodeWatch(self.settings)
+        self.callbacks = CallbackThread(runner.progress_callbacks, f"progress-{runner.dataflow.name}")
+        self._last_line = (time.monotonic(), 0)  # when the last progress line was logged, at what count
+        self._announce()
+
+    def _label(self, name: str, partition: str | None = None) -> str:
+        """How an asset is named in progress: its key, and its partition in a range run."""
+        key = self.runner.key_strings[name]
+        return key if len(self.partitions) == 1 else f"{key} [{partition or self.partition}]"
+
+    def _announce(self) -> None:
+        """One line per step: what it computes, and what percent and ETA are weighted by."""
+        attempt = retries.attempt_note(self.context)
+        if attempt:
+            self.context.log.warning(attempt)
+            self.callbacks.send(self.runner.dataflow.name, 0.0, attempt)
+        progress = self.progress
+        self.context.log.info(
+            f"Computing {progress.total} asset(s) of {self.runner.dataflow.name}; progress and ETA "
+            f"weighted by {progress.basis}. Nodes running longer than {self.settings.live_after_s:g} s "
+            "are named here while they run."
+        )
+
+    def close(self) -> None:
+        """Ends the step's side work: callbacks delivered (bounded), the store's values durable."""
+        self.callbacks.close(self.settings.callback_wait_s)
+        self._report_callback_warnings()
+        if self.wrote:
+            self.store.sync()
 
     def execute(self) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         if len(self.partitions) == 1:
@@ -276,17 +347,19 @@ class _Step:
         return inputs
 
     def _stream(self, overrides: dict[str, Any], inputs: dict[str, Any]):
+        """Runs Hamilton in a worker thread; this thread stores and reports each result as it comes,
+        and, while it waits, names the nodes that have been running for a while."""
         runner, dataflow = self.runner, self.runner.dataflow
         results: queue.SimpleQueue = queue.SimpleQueue()
         cancelled = threading.Event()
         wanted = set(self.plan.final_vars)
         started: set[str] = set()
 
-        def on_start(node_name: str) -> None:
+        def on_start(node_name: str) -> None:  # in Hamilton's thread: quick, never blocks
             asset = dataflow.asset_of(node_name)
             if asset in wanted and asset not in started:
                 started.add(asset)
-                runner.notify("asset_started", self.observed, asset)
+                results.put(_Started(asset, time.monotonic()))
 
         def work() -> None:
             with runner.stream.listen(wanted, results.put, cancelled, on_start):
@@ -299,14 +372,24 @@ class _Step:
         threading.Thread(target=work, name=f"hamilton-{dataflow.name}", daemon=True).start()
         failed: NodeResult | None = None
         try:
-            while (item := results.get()) is not _DONE:
+            while True:
+                try:
+                    item = results.get(timeout=self.watch.next_wait_s())
+                except queue.Empty:
+                    self._show_running()
+                    continue
+                if item is _DONE:
+                    break
+                if isinstance(item, _Started):
+                    self._started(item)
+                    continue
                 if isinstance(item, BaseException):
                     raise runner.failure(failed, item)
                 if item.error is not None:
                     failed = failed or item
                     asset = dataflow.asset_of(item.node_name)
                     if asset in wanted:
-                        runner.notify("asset_failed", self.observed, asset, item.error)
+                        self._failed(asset, item)
                     for checks in self.pending_checks.values():
                         yield from checks
                     self.pending_checks.clear()
@@ -319,6 +402,46 @@ class _Step:
         finally:
             cancelled.set()
 
+    def _started(self, item: _Started) -> None:
+        label = self._label(item.asset)
+        self.watch.started(label, item.asset, item.at)
+        if self.callbacks.callbacks:
+            self.callbacks.send(label, self.progress.percent, self.progress.starting(label))
+        self.runner.notify("asset_started", self.observed, item.asset)
+
+    def _show_running(self) -> None:
+        """Names each node past the threshold, then again on each heartbeat."""
+        self._report_callback_warnings()
+        for node, running_s in self.watch.due():
+            line = self.progress.running(node.unit, running_s)
+            self.context.log.info(line)
+            self.callbacks.send(node.unit, self.progress.percent, line)
+            self.runner.notify("asset_running", self.observed, node.asset, running_s)
+
+    def _heartbeat(self) -> None:
+        """While quick nodes finish, one progress line per heartbeat interval: a long run of quick
+        nodes shows in the run log without a line per node."""
+        when, count = self._last_line
+        now = time.monotonic()
+        if now - when >= self.settings.heartbeat_s:
+            if self.progress.done > count:
+                self.context.log.info(self.progress.summary())
+            self._last_line = (now, self.progress.done)
+
+    def _failed(self, asset: str, item: NodeResult) -> None:
+        label = self._label(asset)
+        self.watch.ended(label)
+        cause = self.runner.describe_failure(item)
+        message = retries.retry_announcement(self.context, cause) if retries.will_retry(self.context) else cause
+        if retries.will_retry(self.context):
+            self.context.log.warning(message)
+        self.callbacks.send(label, self.progress.percent, message)
+        self.runner.notify("asset_failed", self.observed, asset, item.error)
+
+    def _report_callback_warnings(self) -> None:
+        for warning in self.callbacks.warnings():
+            self.context.log.warning(warning)
+
     def _materialize(self, item: NodeResult) -> dg.MaterializeResult:
         runner, name = self.runner, item.node_name
         key = runner.keys[name]
@@ -326,6 +449,7 @@ class _Step:
             stored = self.store.write(key, item.result, self.partition, name=name)
         except StorageError as error:
             raise dg.Failure(description=f"Node '{name}': {error}") from error
+        self.wrote = True
         self.paths[name] = str(stored.path)
         self.columns[name] = column_lineage.output_columns(name, item.result)
         lineage = column_lineage.derive(runner.dataflow, name, item.result, self.columns.get)
@@ -334,8 +458,15 @@ class _Step:
             metadata["dagster/column_lineage"] = column_lineage.as_dagster_metadata(
                 lineage, runner.keys.__getitem__
             )
-        label = key.to_user_string() if len(self.partitions) == 1 else f"{key.to_user_string()} [{self.partition}]"
-        self.context.log.info(self.progress.advance(label, item.duration_s, row_count(item.result)))
+        label = self._label(name)
+        line = self.progress.finished(label, item.duration_s, row_count(item.result))
+        metadata["progress"] = line
+        self.callbacks.send(label, self.progress.percent, line)
+        watched = self.watch.ended(label)
+        if watched is not None and watched.shown:  # a person was told it runs: say it ended
+            self.context.log.info(line)
+        else:
+            self._heartbeat()
         if len(self.partitions) > 1:
             self.context.add_asset_metadata(metadata, asset_key=key, partition_key=self.partition)
         checks = self.pending_checks.pop(name, [])
@@ -346,6 +477,24 @@ class _Step:
             Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
         )
         return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
+
+
+def _usual_durations(context, keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, float]:
+    """Each asset's duration at its last materialization, as Dagster stored it (one query)."""
+    usual: dict[dg.AssetKey, float] = {}
+    try:
+        records = context.instance.get_asset_records(list(keys))
+    except Exception:  # progress must never fail a run: fall back to counting assets
+        logger.debug("could not read earlier durations", exc_info=True)
+        return usual
+    for record in records:
+        entry = record.asset_entry.last_materialization
+        materialization = entry.asset_materialization if entry else None
+        value = materialization.metadata.get("duration_s") if materialization else None
+        seconds = getattr(value, "value", value)
+        if isinstance(seconds, (int, float)):
+            usual[record.asset_entry.asset_key] = float(seconds)
+    return usual
 
 
 _watching_parent = False

@@ -1,7 +1,10 @@
 """OpenLineage for every Dagster run and every Hamilton asset, emitted from inside the run.
 
-- Asset events stream from the step as each Hamilton node starts and finishes
-  (`OpenLineageObserver`, a step observer).
+- Asset events stream from the step as each Hamilton node finishes (`OpenLineageObserver`, a step
+  observer). A node's START carries the time it started but is spooled with its COMPLETE (or
+  FAIL), in one commit, before Dagster records the materialization; only a node that runs past
+  `ProgressSettings.live_after_s` has its START spooled while it runs, so a crash or a cancel can
+  still end it (ABORT, from the run-status sensors). Quick nodes cost one spool commit each.
 - The run's START comes from its first Hamilton step; its terminal event from the Dagster hook of
   the step that finishes last (`lineage_hooks`), or, for runs that crash or are canceled, from
   run-status sensors. Claims in the spool database make each of these happen exactly once.
@@ -22,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +34,7 @@ from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
 
 from orchestration import lineage_events as events
+from orchestration import retries
 from orchestration.execution import Materialized, StepObserver
 from orchestration.lineage_delivery import LineageDelivery, LineageSpool
 from orchestration.paths import data_dir
@@ -122,7 +127,14 @@ def delivery() -> LineageDelivery:
 def emit(event: Any, once_as: str | None = None, job: events.AssetJob | None = None) -> None:
     """Spools an event; `once_as` (see `once`) makes it the only one of that name. The asset job
     is kept with the claim, so a sensor can close the asset run if its process dies."""
-    delivery().emit(event, once_as, json.dumps(dataclasses.asdict(job)) if job else "{}")
+    emit_all([(event, once_as, job)])
+
+
+def emit_all(items: list[tuple[Any, str | None, events.AssetJob | None]]) -> None:
+    """`emit` for several events, durable together in one spool commit."""
+    delivery().emit_all(
+        [(event, once_as, json.dumps(dataclasses.asdict(job)) if job else "{}") for event, once_as, job in items]
+    )
 
 
 def once(run_id: str, what: str, asset_key: str = "") -> str:
@@ -190,6 +202,8 @@ class OpenLineageObserver(StepObserver):
     def __init__(self):
         self._runs: dict[str, tuple[events.DagsterRun, StepRunner]] = {}
         self._jobs: dict[str, events.AssetJob] = {}
+        self._started: dict[tuple[str, str], datetime] = {}  # (run, asset job) -> when its node started
+        self._lock = threading.Lock()  # asset_started runs on Hamilton's threads
 
     def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
         if not enabled():
@@ -200,11 +214,17 @@ class OpenLineageObserver(StepObserver):
         start_run(run)
 
     def asset_started(self, context, asset: str) -> None:
-        if context.run.run_id not in self._runs:
-            return
-        run, runner = self._runs[context.run.run_id]
-        job = self._job(context, runner, asset)
-        emit(events.asset_event(ol.RunState.START, run, job), once(run.run_id, "asset-START", job.run_key), job)
+        if context.run.run_id in self._runs:
+            job = self._job(context, self._runs[context.run.run_id][1], asset)
+            with self._lock:
+                self._started[(context.run.run_id, job.run_key)] = datetime.now(UTC)
+
+    def asset_running(self, context, asset: str, running_s: float) -> None:
+        """A long node's START is spooled while it runs (once), so a cancel or crash can end it."""
+        if context.run.run_id in self._runs:
+            run, runner = self._runs[context.run.run_id]
+            job = self._job(context, runner, asset)
+            emit(self._start_event(run, job), once(run.run_id, "asset-START", job.run_key), job)
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
         if context.run.run_id not in self._runs:
@@ -224,19 +244,37 @@ class OpenLineageObserver(StepObserver):
             assertions=[_assertion(check) for check in materialized.check_results],
             column=asset,
         )
-        event = events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output])
-        emit(event, once(run.run_id, "asset-END", job.run_key), job)
+        self._end(run, job, events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output]))
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
-        if context.run.run_id not in self._runs or _will_retry(context):
+        if context.run.run_id not in self._runs or retries.will_retry(context):
             return
         run, runner = self._runs[context.run.run_id]
         job = self._job(context, runner, asset)
-        emit(events.asset_event(ol.RunState.FAIL, run, job, error=error), once(run.run_id, "asset-END", job.run_key), job)
+        self._end(run, job, events.asset_event(ol.RunState.FAIL, run, job, error=error))
 
     def step_finished(self, context, success: bool) -> None:
         if self._runs.pop(context.run.run_id, None) is not None:
+            with self._lock:
+                self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
             drain()
+
+    def _start_event(self, run: events.DagsterRun, job: events.AssetJob, forget: bool = False):
+        """The asset run's START, timed when its node started."""
+        with self._lock:
+            key = (run.run_id, job.run_key)
+            started = self._started.pop(key, None) if forget else self._started.get(key)
+        return events.asset_event(ol.RunState.START, run, job, at=started)
+
+    def _end(self, run: events.DagsterRun, job: events.AssetJob, end_event) -> None:
+        """START (unless spooled while the node ran: its claim makes this one a no-op) and the end
+        event, durable in one commit."""
+        emit_all(
+            [
+                (self._start_event(run, job, forget=True), once(run.run_id, "asset-START", job.run_key), job),
+                (end_event, once(run.run_id, "asset-END", job.run_key), job),
+            ]
+        )
 
     def _job(self, context, runner: StepRunner, asset: str) -> events.AssetJob:
         if asset not in self._jobs:  # one observer per dataflow, so the asset name is unique
@@ -268,11 +306,6 @@ def _has_time_window(context) -> bool:
         return has_partitions and context.partition_time_window is not None
     except Exception:  # not a time-window partition
         return False
-
-
-def _will_retry(context) -> bool:
-    policy = context.op_execution_context.op_def.retry_policy
-    return bool(policy) and context.op_execution_context.retry_number < policy.max_retries
 
 
 def _source_files(value: object) -> list[str]:

@@ -58,17 +58,23 @@ class LineageSpool:
 
     def put(self, payload: dict[str, Any], claim: str | None = None, note: str = "") -> bool:
         """Spools the event; with `claim`, only if nobody claimed that name before (one commit)."""
+        return self.put_all([(payload, claim, note)]) == 1
+
+    def put_all(self, items: list[tuple[dict[str, Any], str | None, str]]) -> int:
+        """Spools (event, claim, note) items in one commit, each claimed one only if nobody claimed
+        its name before; returns how many were spooled."""
         db = self._db()
+        spooled = 0
         with db:
             db.execute("BEGIN IMMEDIATE")
-            if claim is not None:
-                inserted = db.execute(
+            for payload, claim, note in items:
+                if claim is not None and not db.execute(
                     "INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (claim, note)
-                ).rowcount
-                if not inserted:
-                    return False
-            db.execute("INSERT INTO events (payload) VALUES (?)", (json.dumps(payload),))
-        return True
+                ).rowcount:
+                    continue
+                db.execute("INSERT INTO events (payload) VALUES (?)", (json.dumps(payload),))
+                spooled += 1
+        return spooled
 
     def pending(self, limit: int | None = None) -> list[tuple[int, dict]]:
         """(id, event) in emission order."""
@@ -134,8 +140,12 @@ class LineageDelivery:
 
     def emit(self, event: Any, claim: str | None = None, note: str = "") -> None:
         """Never raises and never blocks on the network; with `claim`, emits at most once."""
+        self.emit_all([(event, claim, note)])
+
+    def emit_all(self, items: list[tuple[Any, str | None, str]]) -> None:
+        """`emit` for several (event, claim, note) items, durable together in one commit."""
         try:
-            if not self.spool.put(Serde.to_dict(event), claim, note):
+            if not self.spool.put_all([(Serde.to_dict(event), claim, note) for event, claim, note in items]):
                 return
         except Exception:  # lineage must never break a run; the warning says what was lost
             logger.warning("OpenLineage event could not be spooled in %s", self.spool.path, exc_info=True)

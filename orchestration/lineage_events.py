@@ -113,7 +113,9 @@ def asset_event(
     inputs: Sequence[ol.InputDataset] = (),
     outputs: Sequence[ol.OutputDataset] = (),
     error: BaseException | str | None = None,
+    at: datetime | None = None,
 ) -> ol.RunEvent:
+    """An asset's own run (a child of the Dagster run); `at` is when it happened (default: now)."""
     run_facets = _run_facets(run, "Hamilton", error)
     parent_job = {"namespace": namespace(), "name": run.job_name}
     run_facets["parent"] = facets.parent_run.ParentRunFacet(
@@ -126,7 +128,7 @@ def asset_event(
     )
     return ol.RunEvent(
         eventType=state,
-        eventTime=_now(),
+        eventTime=_iso(at) if at else _now(),
         run=ol.Run(runId=run.asset_run_id(job.run_key), facets=run_facets),
         job=ol.Job(namespace=namespace(), name=job.name, facets=_job_facets(job)),
         inputs=list(inputs),

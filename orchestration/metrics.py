@@ -7,9 +7,11 @@ the dataflow, or `<dataflow>__<group>` for `hamilton_assets_by_group`, whose ste
 Grouping: a Pushgateway replaces a whole group on PUT and a group's same-name metrics on POST, so
 each asset gets its own group `{job="hamilton_<pipeline>", asset="<key>"}`, pushed with POST: a
 run that computes some assets never touches the series of the others. Progress lives in the
-pipeline's group `{job="hamilton_<pipeline>"}`, where each run replaces the previous run's series:
-the gateway keeps one progress series per pipeline, not one per run forever, and Prometheus keeps
-the history (concurrent runs of one pipeline take turns on it).
+pipeline's group `{job="hamilton_<pipeline>"}`, pushed whole (PUT), so each run replaces the
+previous run's series: the gateway keeps one progress series per pipeline, not one per run
+forever, and Prometheus keeps the history (concurrent runs of one pipeline take turns on it).
+The same group holds `hamilton_node_running_since_seconds{asset=...}`: the start time of each node
+that has run past `ProgressSettings.live_after_s`, gone once it ends, so labels stay bounded.
 
 Counters and histograms must keep growing across runs although every run starts from zero, so a
 step first reads what the Pushgateway holds for its assets and adds to that. A new asset's error
@@ -46,6 +48,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import (
     basic_auth_handler,
     default_handler,
+    push_to_gateway,
     pushadd_to_gateway,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,7 +65,8 @@ STEP_DURATION = "hamilton_step_duration_seconds"
 RECORDS_PROCESSED = "hamilton_records_processed"
 PIPELINE_PROGRESS = "hamilton_pipeline_progress_percent"
 STEP_ERRORS = "hamilton_step_errors_total"
-METRICS = (STEP_DURATION, RECORDS_PROCESSED, PIPELINE_PROGRESS, STEP_ERRORS)
+NODE_RUNNING = "hamilton_node_running_since_seconds"
+METRICS = (STEP_DURATION, RECORDS_PROCESSED, PIPELINE_PROGRESS, STEP_ERRORS, NODE_RUNNING)
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, math.inf)
 PUSH_TIMEOUT_S = 2.0
 MIN_PUSH_INTERVAL_S = 1.0
@@ -92,9 +96,10 @@ class Pushgateway:
         with urlopen(request, timeout=PUSH_TIMEOUT_S) as response:
             return response.read().decode("utf-8")
 
-    def push(self, job: str, grouping_key: dict[str, str], registry: CollectorRegistry) -> None:
-        """POST: replaces only the group's metrics of the same names."""
-        pushadd_to_gateway(self.url, job, registry, grouping_key, PUSH_TIMEOUT_S, self._handler)
+    def push(self, job: str, grouping_key: dict[str, str], registry: CollectorRegistry, whole: bool = False) -> None:
+        """POST: replaces only the group's metrics of the same names; `whole`: PUT, the whole group."""
+        push = push_to_gateway if whole else pushadd_to_gateway
+        push(self.url, job, registry, grouping_key, PUSH_TIMEOUT_S, self._handler)
 
     def _handler(self, url, method, timeout, headers, data):
         if self._auth:
@@ -128,6 +133,7 @@ class _StepMetrics:
         self._errors = dict.fromkeys(self._assets, 0)
         self._durations: dict[str, list[float]] = {asset: [] for asset in self._assets}
         self._records: dict[str, int] = {}
+        self._running: dict[str, float] = {}  # asset -> when its node started (unix time)
         self._dirty: set[str | None] = {_PIPELINE_GROUP}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -136,8 +142,17 @@ class _StepMetrics:
         self._wake.set()
         threading.Thread(target=self._run, name=f"metrics-{pipeline}", daemon=True).start()
 
+    def running(self, asset: str, since: float) -> None:
+        with self._lock:
+            if asset in self._running:
+                return
+            self._running[asset] = since
+            self._dirty.add(_PIPELINE_GROUP)
+        self._wake.set()
+
     def materialized(self, asset: str, duration_s: float, rows: int | None) -> None:
         with self._lock:
+            self._running.pop(asset, None)
             self.finished += 1
             self._durations[asset].append(duration_s)
             if rows is not None:
@@ -147,13 +162,15 @@ class _StepMetrics:
 
     def failed(self, asset: str) -> None:
         with self._lock:
+            self._running.pop(asset, None)
             self._errors[asset] += 1
-            self._dirty.add(asset)
+            self._dirty |= {_PIPELINE_GROUP, asset}
         self._wake.set()
 
     def finish(self, wait_s: float) -> None:
         """Asks for the final push and waits for it, or for the pusher to give up, at most `wait_s`."""
         with self._lock:
+            self._running.clear()  # a node the step gave up on runs no more
             self._dirty.add(_PIPELINE_GROUP)
         self._ending.set()
         self._wake.set()
@@ -187,7 +204,10 @@ class _StepMetrics:
         for group, families in snapshots:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(_Families(families))
-            self.gateway.push(self.job, {} if group is _PIPELINE_GROUP else {"asset": group}, registry)
+            if group is _PIPELINE_GROUP:  # ours alone: PUT also clears the nodes that stopped running
+                self.gateway.push(self.job, {}, registry, whole=True)
+            else:
+                self.gateway.push(self.job, {"asset": group}, registry)
 
     def _families(self, group: str | None) -> list:
         if group is _PIPELINE_GROUP:
@@ -197,7 +217,14 @@ class _StepMetrics:
             )
             percent = 100.0 * self.finished / self.total if self.total else 100.0
             progress.add_metric([self.pipeline, self.run_id], percent)
-            return [progress]
+            running = GaugeMetricFamily(
+                NODE_RUNNING,
+                "Unix time a node still running started; only nodes past the live threshold.",
+                labels=_ASSET_LABELS,
+            )
+            for asset, since in self._running.items():
+                running.add_metric([self.pipeline, asset], since)
+            return [progress, running]
         labels = [self.pipeline, group]
         baseline = self._baseline.get(group, _Totals())
         errors = CounterMetricFamily(STEP_ERRORS, "Failing Hamilton nodes of the asset.", labels=_ASSET_LABELS)
@@ -278,6 +305,11 @@ class PrometheusObserver(StepObserver):
                 runner.keys[asset].to_user_string(), materialized.duration_s, row_count(materialized.value)
             )
             _report(context, metrics)
+
+    def asset_running(self, context, asset: str, running_s: float) -> None:
+        if (step := self._steps.get(context.run.run_id)) is not None:
+            metrics, runner = step
+            metrics.running(runner.keys[asset].to_user_string(), time.time() - running_s)
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
         if (step := self._steps.get(context.run.run_id)) is not None:

@@ -1,118 +1,149 @@
-"""Per-asset progress of one run: `[k/N pct%] <asset> done in X s (rows=…) — ETA …`.
+"""Where a step is: assets done out of those it computes, percent and ETA, and the words for it.
 
-N counts only the assets this run computes, so the run reaches 100% (Hamilton's own progress bars
-count overridden nodes, which never run). `RateLimited` thins the updates for notifiers like Slack.
-A callback that fails never fails the run: its first failure in a step leaves one warning in the
-run log naming what was not delivered (a callback's `description`, else its name), never the
-error's text unless it is a `NotDelivered`, whose text holds no secret.
+N counts only the assets this step computes, so a run reaches 100% (Hamilton's own progress bars
+count overridden nodes, which never run). Percent and ETA are weighted by each asset's last
+successful duration, which Dagster stores with every materialization (`duration_s`): one slow
+model and forty quick frames are not "41 equal steps". Assets never run before weigh the mean of
+those that have; with no history at all, assets are counted.
+
+All thresholds and intervals of progress reporting live in `ProgressSettings`.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-import dagster as dg
-
-from orchestration.alerts import NotDelivered
-
-ProgressCallback = Callable[[int, float, str], None]
-logger = logging.getLogger(__name__)
+MIN_WEIGHT_S = 0.001  # durations are stored to 0.1 ms; an instant asset still counts a little
 
 
-class AssetProgress:
-    """Counts finished assets, estimates the time left, and tells the callbacks."""
+@dataclass(frozen=True)
+class ProgressSettings:
+    """How a step reports progress while it runs.
+
+    A node still running after `live_after_s` gets a `running <asset> …` run-log line, its lineage
+    START and a Prometheus gauge; then a heartbeat line every `heartbeat_s` while it runs (and a
+    progress line every `heartbeat_s` while quick nodes finish). At step end, callbacks still
+    delivering get at most `callback_wait_s`. `from_env` reads `PIPELINE_LIVE_AFTER_S`,
+    `PIPELINE_HEARTBEAT_S` and `PIPELINE_CALLBACK_WAIT_S`.
+    """
+
+    live_after_s: float = 1.0
+    heartbeat_s: float = 30.0
+    callback_wait_s: float = 5.0
+
+    def __post_init__(self):
+        for name in ("live_after_s", "heartbeat_s", "callback_wait_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"ProgressSettings.{name} must be a number of seconds above 0, got {value!r}.")
+
+    @classmethod
+    def from_env(cls) -> ProgressSettings:
+        values = {}
+        for name, variable in (
+            ("live_after_s", "PIPELINE_LIVE_AFTER_S"),
+            ("heartbeat_s", "PIPELINE_HEARTBEAT_S"),
+            ("callback_wait_s", "PIPELINE_CALLBACK_WAIT_S"),
+        ):
+            text = os.environ.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                values[name] = float(text)
+            except ValueError:
+                raise ValueError(f"{variable}={text!r} is not a number of seconds; e.g. {variable}=2.5.") from None
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ValueError(f"{error} (from the PIPELINE_* environment variables)") from None
+
+
+class StepProgress:
+    """Counts finished assets of a step, weighs them by their usual durations, and says so.
+
+    `units` are what the step computes, in order (an asset, or an asset of one partition in a range
+    run); `usual_s` maps a unit to its asset's last successful duration where Dagster has one.
+    """
 
     def __init__(
         self,
-        total: int,
-        callbacks: Sequence[ProgressCallback] = (),
+        units: Sequence[str],
+        usual_s: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.total = total
+        usual_s = {unit: s for unit, s in (usual_s or {}).items() if s >= 0}
+        known = [max(usual_s[unit], MIN_WEIGHT_S) for unit in units if unit in usual_s]
+        fallback = sum(known) / len(known) if known else 1.0
+        self.by_history = bool(known)
+        self.known = len(known)
+        self.total = len(units)
+        self.usual_s = usual_s
+        self._weight = {unit: max(usual_s.get(unit, fallback), MIN_WEIGHT_S) for unit in units}
+        self._total_weight = sum(self._weight.values())
+        self._done_weight = 0.0
         self.done = 0
-        self.callbacks = list(callbacks)
         self._clock = clock
         self._started = clock()
-        self._failing: set[int] = set()  # callbacks that failed in this step (and were reported)
+
+    @property
+    def basis(self) -> str:
+        """What percent and ETA are weighted by, for the run log."""
+        if not self.by_history:
+            return "asset counts (no earlier durations recorded)"
+        if self.known == self.total:
+            return "each asset's last duration"
+        return f"each asset's last duration ({self.known} of {self.total} known; the others count as their mean)"
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.done / self.total if self.total else 100.0
+        return 100.0 * self._done_weight / self._total_weight if self._total_weight else 100.0
 
-    def advance(self, asset: str, duration_s: float, rows: int | None = None) -> str:
+    def usual(self, unit: str) -> float | None:
+        return self.usual_s.get(unit)
+
+    def eta_s(self) -> float | None:
+        """Seconds left: the remaining weight at the pace so far (by history alone before any)."""
+        remaining = self._total_weight - self._done_weight
+        if self._done_weight > 0:
+            return remaining * (self._clock() - self._started) / self._done_weight
+        return remaining if self.by_history else None
+
+    def finished(self, unit: str, duration_s: float, rows: int | None = None) -> str:
+        """Counts `unit` done; returns its line: `[k/N pct%] <unit> done in X s (rows=…) — ETA …`."""
         self.done += 1
-        elapsed = self._clock() - self._started
-        remaining = elapsed / self.done * (self.total - self.done)
-        line = (
-            f"[{self.done}/{self.total} {self.percent:.0f}%] {asset} done in {duration_s:.2f} s "
-            f"(rows={'-' if rows is None else rows}) — ETA {_duration(remaining)}"
-        )
-        for index, callback in enumerate(self.callbacks):
-            try:
-                callback(self.done, self.percent, line)
-            except Exception as error:  # noqa: BLE001 - a notifier must never fail the run
-                self._failed(index, callback, error)
-        return line
-
-    def _failed(self, index: int, callback: ProgressCallback, error: Exception) -> None:
-        """One warning in the run log per failing callback and step; later failures are debug."""
-        reason = str(error) if isinstance(error, NotDelivered) else type(error).__name__
-        if index in self._failing:
-            logger.debug("%s: not delivered again (%s)", describe(callback), reason)
-            return
-        self._failing.add(index)
-        # The step's thread calls this: Dagster puts its loggers' records into the run log.
-        dg.get_dagster_logger("progress").warning(
-            f"{describe(callback)}: not delivered ({reason}); the run goes on, and further failures "
-            "in this step are not logged."
+        self._done_weight += self._weight.get(unit, 0.0)
+        if self.done == self.total:
+            self._done_weight = self._total_weight  # no rounding left over at the end
+        return (
+            f"{self.position()} {unit} done in {duration_s:.2f} s "
+            f"(rows={'-' if rows is None else rows}){self._eta()}"
         )
 
+    def starting(self, unit: str) -> str:
+        return f"Executing {unit} {self.position()}"
 
-class RateLimited:
-    """A progress callback that passes on the first and the final (100%) update of a step, and in
-    between at most one per `min_interval_s` that also advanced `min_percent` since the last one
-    passed: a 1,000-asset run sends a handful of messages, not 1,000."""
+    def running(self, unit: str, running_s: float) -> str:
+        """`running <unit> [k/N pct%] — 31 s so far (usually 2m05s) — ETA …`."""
+        usual = self.usual(unit)
+        usually = f" (usually {duration(usual)})" if usual is not None else ""
+        return f"running {unit} {self.position()} — {duration(running_s)} so far{usually}{self._eta()}"
 
-    def __init__(
-        self,
-        callback: ProgressCallback,
-        min_interval_s: float = 60.0,
-        min_percent: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.callback = callback
-        self.min_interval_s = min_interval_s
-        self.min_percent = min_percent
-        self._clock = clock
-        self._last: tuple[float, float] | None = None  # when, and at what percent, one last passed
+    def summary(self) -> str:
+        """A progress line with no asset, for a heartbeat while quick nodes finish."""
+        return f"{self.position()} assets done{self._eta()}"
 
-    @property
-    def description(self) -> str:
-        return describe(self.callback)
+    def position(self) -> str:
+        return f"[{self.done}/{self.total} {self.percent:.0f}%]"
 
-    def __call__(self, step: int, percent: float, message: str) -> None:
-        now = self._clock()
-        if not (step == 1 or percent >= 100.0 or self._due(now, percent)):
-            return
-        self._last = (now, percent)  # set first: a failing callback is not retried sooner
-        self.callback(step, percent, message)
-
-    def _due(self, now: float, percent: float) -> bool:
-        if self._last is None:
-            return True
-        last_time, last_percent = self._last
-        return now - last_time >= self.min_interval_s and percent - last_percent >= self.min_percent
+    def _eta(self) -> str:
+        eta = self.eta_s()
+        return "" if eta is None or self.done == self.total else f" — ETA {duration(eta)}"
 
 
-def describe(callback: ProgressCallback) -> str:
-    """What a callback delivers to, for messages: its `description`, else its name."""
-    name = getattr(callback, "__qualname__", type(callback).__name__)
-    return getattr(callback, "description", None) or f"Progress callback {name}"
-
-
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, seconds = divmod(round(seconds), 60)

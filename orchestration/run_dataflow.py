@@ -180,8 +180,8 @@ def _execute(
     wanted = set(assets)
 
     def finished(result: NodeResult) -> None:
-        if bar is not None and result.error is None:
-            bar.advance()
+        if bar is not None and (asset := dataflow.asset_of(result.node_name)) in wanted:
+            bar.ended(asset, done=result.error is None)
 
     def starting(node_name: str) -> None:
         if bar is not None and (asset := dataflow.asset_of(node_name)) in wanted:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from orchestration.alerts import NotDelivered, SlackWebhook
-from orchestration.progress import ProgressCallback, RateLimited
+from orchestration.callbacks import ProgressCallback, RateLimited
 
 URL_VARIABLE = "PROGRESS_SLACK_WEBHOOK_URL"
 INTERVAL_VARIABLE = "PROGRESS_SLACK_INTERVAL_S"
@@ -36,9 +36,9 @@ def slack_progress(
     """A progress callback posting to `webhook`; `title` names the dataflow in each message."""
     hung = False  # a post of this step timed out: the rest of the step does not wait on Slack
 
-    def post(step: int, percent: float, message: str) -> None:
+    def post(step: str, percent: float, message: str) -> None:
         nonlocal hung
-        if step == 1:
+        if percent == 0:  # a step's first update
             hung = False
         elif hung:
             return

@@ -1,14 +1,19 @@
 """Stored asset values: one file per asset (and partition), replaced atomically.
 
 The store's root is a local folder, or a URL that several machines reach (e.g. s3://bucket/prefix,
-through fsspec). Locally a value is written to a hidden temporary file in the target folder, flushed
-to disk, and renamed over the old one, so a crash leaves either the previous value or the complete
-new one. At a URL it is encoded into a local scratch file and uploaded in one PUT on object stores,
-where an object appears whole or not at all; elsewhere as a hidden temporary file moved over the old.
+through fsspec). Locally a value is written to a hidden temporary file in the target folder and
+renamed over the old one, so a killed process leaves either the previous value or the complete new
+one. Values are not flushed to disk one by one: a step calls `sync()` once, before it reports
+success, which makes all of them survive a power loss at a fraction of the cost (see
+docs/reliability.md). At a URL a value is encoded into a local scratch file and uploaded in one PUT
+on object stores, where an object appears whole or not at all; elsewhere as a hidden temporary file
+moved over the old.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
 import tempfile
@@ -110,6 +115,21 @@ class ValueStore:
                 _discard(path)
         return StoredValue(path=target, format=fmt.name, size_bytes=size)
 
+    def sync(self) -> None:
+        """Makes every value written so far durable (local stores; an upload is durable once done).
+
+        One `syncfs` of the store's file system: far cheaper than an fsync per value, and it also
+        flushes the renames. Where `syncfs` is missing, `sync` flushes every file system.
+        """
+        if self.remote or not self.root.is_dir():
+            return
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
     def read(self, key: dg.AssetKey, partition_key: str | None = None) -> Any:
         return self.load(key, partition_key)[0]
 
@@ -168,20 +188,30 @@ class ValueStore:
 
 
 def _replace(fmt: ValueFormat, value: Any, target: Path, name: str) -> int:
-    """Writes a hidden temporary file next to the target, flushes it to disk, renames it over."""
+    """Writes a hidden temporary file next to the target and renames it over (`sync` flushes)."""
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
         if not target.parent.is_dir():  # first value of this asset
             target.parent.mkdir(parents=True, exist_ok=True)
         fmt.write(value, temporary, name)
-        with temporary.open("rb+") as file:
-            os.fsync(file.fileno())
-            size = os.fstat(file.fileno()).st_size
+        size = temporary.stat().st_size
         os.replace(temporary, target)
     except BaseException:
         _discard(temporary)
         raise
     return size
+
+
+def _find_syncfs():
+    """Linux's `syncfs(fd)`, through the C library (Python's os module does not expose it)."""
+    library = ctypes.util.find_library("c")
+    function = getattr(ctypes.CDLL(library, use_errno=True), "syncfs", None) if library else None
+    if function is not None:
+        function.argtypes = [ctypes.c_int]
+    return function
+
+
+_syncfs = _find_syncfs()
 
 
 def _upload(fmt: ValueFormat, value: Any, target: UPath, name: str) -> int:

@@ -42,6 +42,7 @@ class AssetBar:
 
     def __init__(self, total: int, desc: str):
         self._bar = tqdm.tqdm(total=total, desc=desc, unit="asset", file=_LineStart(sys.stderr))
+        self._running: dict[str, None] = {}  # in start order; several with max_parallel_nodes
         self._closed = threading.Event()
         self._redrawing = threading.Thread(target=self._redraw, name=f"progress-{desc}", daemon=True)
         self._redrawing.start()
@@ -51,10 +52,20 @@ class AssetBar:
             self._bar.refresh()
 
     def running(self, asset: str) -> None:
-        self._bar.set_postfix_str(asset)
+        """Shows `asset` among the running nodes (on the next redraw: this runs on Hamilton's thread)."""
+        self._running[asset] = None
+        self._show_running()
 
-    def advance(self) -> None:
-        self._bar.update()
+    def ended(self, asset: str, done: bool) -> None:
+        self._running.pop(asset, None)
+        self._show_running()
+        if done:
+            self._bar.update()
+
+    def _show_running(self) -> None:
+        names = list(self._running)
+        shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+        self._bar.set_postfix_str(f"running {shown}" if names else "", refresh=False)
 
     def close(self, outcome: str) -> None:
         self._closed.set()
@@ -78,7 +89,8 @@ class _LineStart:
 
 
 class TerminalProgress(StepObserver):
-    """One bar per step on the step's stderr, advanced as each asset is materialized."""
+    """One bar per step on the step's stderr, advanced as each asset is materialized; its postfix
+    names the node(s) running now."""
 
     def __init__(self):
         self._bars: dict[str, AssetBar] = {}
@@ -96,7 +108,11 @@ class TerminalProgress(StepObserver):
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
         if (bar := self._bars.get(context.run.run_id)) is not None:
-            bar.advance()
+            bar.ended(asset, done=True)
+
+    def asset_failed(self, context, asset: str, error: BaseException) -> None:
+        if (bar := self._bars.get(context.run.run_id)) is not None:
+            bar.ended(asset, done=False)
 
     def step_finished(self, context, success: bool) -> None:
         if (bar := self._bars.pop(context.run.run_id, None)) is not None:

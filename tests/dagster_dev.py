@@ -85,6 +85,21 @@ class DagsterDev:
         )["logsForRun"]["events"]
         return [e.get("message", "") for e in events]
 
+    def materialization_progress(self, run_id: str) -> list[str]:
+        """The `progress` metadata of the run's materializations, in order (as the UI shows it)."""
+        events = self.graphql(
+            """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection {
+                 events { __typename ... on MaterializationEvent {
+                   metadataEntries { label ... on TextMetadataEntry { text } } } } } } }""",
+            {"id": run_id},
+        )["logsForRun"]["events"]
+        return [
+            entry["text"]
+            for event in events
+            for entry in event.get("metadataEntries", [])
+            if entry["label"] == "progress"
+        ]
+
     def runs_with_tag(self, key: str, value: str) -> list[dict]:
         """Runs carrying this tag, newest first: id, status and tags."""
         return self.graphql(

@@ -18,13 +18,14 @@ def test_the_ui_shows_every_asset_with_description_group_code_version_and_kinds(
     assert "hamilton" in report["kinds"]
 
 
-def test_a_run_launched_from_the_ui_materializes_with_progress_lines(dagster_dev):
+def test_a_run_launched_from_the_ui_materializes_with_progress(dagster_dev):
     run_id = dagster_dev.launch_run([["raw_dataset"], ["target"]])
     status = dagster_dev.wait_for_run(run_id, timeout_s=180)
     messages = dagster_dev.run_messages(run_id)
     assert status == "SUCCESS", messages
-    progress = [m for m in messages if m.startswith("[")]
+    progress = dagster_dev.materialization_progress(run_id)
     assert [m.split(" done in ")[0] for m in progress] == ["[1/2 50%] raw_dataset", "[2/2 100%] target"]
+    assert any(m.startswith("Computing 2 asset(s) of ml_pipeline; progress and ETA weighted by") for m in messages)
 
 
 def runs_for_file(dagster_dev, name: str) -> list[dict]:

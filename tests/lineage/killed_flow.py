@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 
 def first() -> int:
@@ -10,8 +11,9 @@ def first() -> int:
 
 
 def second(first: int) -> int:
-    """Dies without any chance to clean up when KILL_NODE=second."""
+    """Dies without any chance to clean up when KILL_NODE=second, after KILL_AFTER_S seconds."""
     if os.environ.get("KILL_NODE") == "second":
+        time.sleep(float(os.environ.get("KILL_AFTER_S", "0")))
         os.kill(os.getpid(), signal.SIGKILL)
     return first + 1
 

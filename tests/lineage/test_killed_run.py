@@ -16,8 +16,10 @@ from tests.lineage.test_events import read_events
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_killed_step_gets_fail_events_from_the_sensor_exactly_once(data_dir, instance):
-    env = {**os.environ, "KILL_NODE": "second", "PIPELINE_DATA_DIR": str(data_dir),
+def materialize_and_kill(data_dir, instance, kill_after_s: float) -> dg.DagsterRun:
+    """`second` kills its step's process after `kill_after_s`; nodes past 0.2 s count as long."""
+    env = {**os.environ, "KILL_NODE": "second", "KILL_AFTER_S": str(kill_after_s),
+           "PIPELINE_LIVE_AFTER_S": "0.2", "PIPELINE_DATA_DIR": str(data_dir),
            "DAGSTER_HOME": instance.root_directory}
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
@@ -27,9 +29,10 @@ def test_killed_step_gets_fail_events_from_the_sensor_exactly_once(data_dir, ins
     assert completed.returncode != 0
     [run] = instance.get_runs()
     assert run.status == dg.DagsterRunStatus.FAILURE
-    before = Counter((e["job"]["name"].split(".")[-1], e["eventType"]) for e in read_events(data_dir))
-    assert before[("second", "START")] == 1 and before[("second", "FAIL")] == 0  # died mid-node
+    return run
 
+
+def end_from_sensor(instance, run) -> None:
     failure = run_event(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
         sensor_name="openlineage_run_failed", dagster_event=failure,
@@ -38,21 +41,34 @@ def test_killed_step_gets_fail_events_from_the_sensor_exactly_once(data_dir, ins
     run_failed(context)
     run_failed(context)  # a repeated tick changes nothing
 
+
+def test_a_long_node_killed_mid_run_gets_fail_from_the_sensor_exactly_once(data_dir, instance):
+    run = materialize_and_kill(data_dir, instance, kill_after_s=1.0)
+    before = Counter((e["job"]["name"].split(".")[-1], e["eventType"]) for e in read_events(data_dir))
+    assert before[("second", "START")] == 1 and before[("second", "FAIL")] == 0  # spooled as it ran
+
+    end_from_sensor(instance, run)
+
     events = read_events(data_dir)
     counts = Counter((e["job"]["name"].split(".")[-1], e["eventType"]) for e in events)
     run_job = run.job_name
     assert counts[(run_job, "START")] == 1 and counts[(run_job, "FAIL")] == 1
-    # `first` may or may not have been stored before the kill; either way its run is closed.
-    first_stored = any(
-        r.event_log_entry.dagster_event.asset_key == dg.AssetKey("first")
-        for r in instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-        ).records
-    )
-    assert counts[("first", "START")] == 1
-    assert counts[("first", "COMPLETE" if first_stored else "FAIL")] == 1
+    assert counts[("first", "START")] == 1 and counts[("first", "COMPLETE")] == 1  # stored before
     assert counts[("second", "START")] == 1 and counts[("second", "FAIL")] == 1
     assert counts[("third", "START")] == 0
     by_run = Counter(e["run"]["runId"] for e in events if e["eventType"] in ("COMPLETE", "FAIL", "ABORT"))
     assert set(by_run.values()) == {1}
     assert lineage.delivery().spool.pending() == []
+
+
+def test_a_quick_node_killed_leaves_no_asset_run_open(data_dir, instance):
+    """A node that dies before the live threshold never had its START spooled (quick nodes spool
+    START with their end), so lineage shows no run of it, rather than one left open."""
+    run = materialize_and_kill(data_dir, instance, kill_after_s=0.0)
+    end_from_sensor(instance, run)
+
+    counts = Counter((e["job"]["name"].split(".")[-1], e["eventType"]) for e in read_events(data_dir))
+    assert counts[(run.job_name, "START")] == 1 and counts[(run.job_name, "FAIL")] == 1
+    assert counts[("second", "START")] == 0 and counts[("second", "FAIL")] == 0
+    assert counts[("third", "START")] == 0
+    assert lineage.open_asset_runs(run.run_id) == []

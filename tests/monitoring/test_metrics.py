@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestration import hamilton_assets, metrics
+from orchestration.progress import ProgressSettings
 from tests.monitoring.conftest import api, free_port, query, wait_for
 from tests.orchestration import counting_flow
 
@@ -120,24 +121,37 @@ def test_progress_is_pushed_while_the_step_runs(pushgateway, pipeline, make_modu
     )
     monkeypatch.setenv(metrics.PUSHGATEWAY_URL, pushgateway.url)
     seen: list[float] = []
+    running: list[set[tuple[str, float]]] = []  # each poll: the nodes shown as running, since when
     done = threading.Event()
 
     def watch() -> None:
         while not done.is_set():
             with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=2) as response:
                 text = response.read().decode()
+            now_running = set()
             for family in text_string_to_metric_families(text):
-                seen.extend(
-                    s.value for s in family.samples
-                    if s.name == metrics.PIPELINE_PROGRESS and s.labels["pipeline"] == pipeline
-                )
+                for sample in family.samples:
+                    if sample.labels.get("pipeline") != pipeline:
+                        continue
+                    if sample.name == metrics.PIPELINE_PROGRESS:
+                        seen.append(sample.value)
+                    elif sample.name == metrics.NODE_RUNNING:
+                        now_running.add((sample.labels["asset"], sample.value))
+            running.append(now_running)
             time.sleep(0.1)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    started = time.time()
     try:
-        assert dg.materialize([hamilton_assets(flow, name=pipeline)], instance=instance).success
+        assets = hamilton_assets(flow, name=pipeline, progress_settings=ProgressSettings(live_after_s=0.5))
+        assert dg.materialize([assets], instance=instance).success
     finally:
         done.set()
         watcher.join()
     assert 50.0 in seen and seen[-1] == 100.0
+    shown = set().union(*running)
+    assert {asset for asset, _ in shown} == {"slow"}  # only the node past the threshold
+    [(_, since)] = shown
+    assert started <= since <= started + 2.0  # when it started, not when it was noticed
+    assert running[-1] == set()  # cleared once it ended

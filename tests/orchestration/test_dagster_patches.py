@@ -126,7 +126,7 @@ def test_dagster_still_recomputes_output_keys_per_output():
         f"times in one step of N outputs ({probe['evaluations']} times for N={n}): the quadratic "
         "path looks fixed upstream. Re-measure a multi-asset of 1,000 outputs without the patch; "
         "then remove orchestration.dagster_patches, or restrict its version guard to older "
-        "versions (docs/dagster_quadratic_path.md)."
+        "versions (docs/architecture.md, Dagster's per-output cost)."
     )
 
 

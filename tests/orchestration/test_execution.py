@@ -23,11 +23,15 @@ def materialized_keys(result) -> list[str]:
 
 
 def progress_lines(instance, run_id) -> list[str]:
+    """The `[k/N pct%] … done in …` line each materialization carries in its metadata."""
     return [
-        entry.user_message
-        for entry in instance.all_logs(run_id)
-        if entry.user_message and re.match(r"^\[\d+/\d+ \d+%\]", entry.user_message)
+        entry.asset_materialization.metadata["progress"].value
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     ]
+
+
+def log_lines(instance, run_id, pattern: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id) if e.user_message and re.match(pattern, e.user_message)]
 
 
 def test_full_run_streams_assets_in_topological_order_and_stores_them(counting, data_dir, instance):
@@ -41,7 +45,8 @@ def test_full_run_streams_assets_in_topological_order_and_stores_them(counting, 
     assert len(lines) == 5
     assert lines[0].startswith("[1/5 20%] source done in ")
     assert lines[-1].startswith("[5/5 100%] summary done in ")
-    assert "(rows=4)" in lines[0] and "(rows=-)" in lines[-1] and "ETA" in lines[-1]
+    assert "(rows=4)" in lines[0] and "(rows=-)" in lines[-1] and "ETA" in lines[0]
+    assert log_lines(instance, result.run_id, r"^\[\d+/") == []  # quick nodes: no run-log line each
 
 
 def test_materialization_metadata(counting, data_dir, instance):
@@ -141,8 +146,13 @@ def test_progress_callbacks_get_step_percent_and_message(data_dir, instance):
     calls = []
     assets = hamilton_assets(counting_flow, progress_callbacks=[lambda *args: calls.append(args)])
     assert dg.materialize([assets], instance=instance).success
-    assert [(step, round(percent)) for step, percent, _ in calls] == [(1, 20), (2, 40), (3, 60), (4, 80), (5, 100)]
-    assert calls[-1][2].startswith("[5/5 100%] summary")
+    assets_in_order = ["source", "table", "total", "doubled", "summary"]
+    expected = []
+    for done, asset in enumerate(assets_in_order):
+        expected += [(asset, 20 * done, f"Executing {asset} [{done}/5 {20 * done}%]")]
+        expected += [(asset, 20 * (done + 1), f"[{done + 1}/5 {20 * (done + 1)}%] {asset} done in")]
+    assert [(step, round(percent), message[: len(text)]) for (step, percent, message), (_, _, text) in zip(calls, expected)] == expected
+    assert len(calls) == 10
 
 
 CHECKED_FLOW = '''

@@ -13,7 +13,8 @@ import pytest
 
 from orchestration import hamilton_assets
 from orchestration.alerts import SlackWebhook
-from orchestration.progress import AssetProgress, RateLimited
+from orchestration.callbacks import RateLimited
+from orchestration.progress import StepProgress
 from orchestration.slack_progress import progress_callbacks_from_env, slack_progress
 from tests.conftest import run_event
 from tests.lineage.http_receiver import ENDPOINT, LineageReceiver
@@ -48,41 +49,42 @@ def captured_stderr(instance, run_id: str) -> str:
 # -- rate limiting ------------------------------------------------------------------------------
 
 
-def test_a_thousand_updates_send_first_last_and_at_most_one_per_interval():
-    clock, sent = Clock(), []
-    progress = AssetProgress(1000, [RateLimited(lambda *a: sent.append(a), 60, clock=clock)], clock=clock)
-    for i in range(1000):
-        clock.now = (i + 1) * 0.5  # one asset every half second: a 500 s run
-        progress.advance(f"asset_{i}", 0.5)
+def run_step(n: int, callback, clock: Clock, seconds_per_asset: float = 0.0) -> None:
+    """Feeds `callback` what a step of `n` quick assets sends: each asset's start, then its end."""
+    progress = StepProgress([f"asset_{i}" for i in range(n)], clock=clock)
+    for i in range(n):
+        callback(f"asset_{i}", progress.percent, progress.starting(f"asset_{i}"))
+        clock.now += seconds_per_asset
+        line = progress.finished(f"asset_{i}", seconds_per_asset)
+        callback(f"asset_{i}", progress.percent, line)
 
-    steps = [step for step, _, _ in sent]
-    assert steps[0] == 1 and steps[-1] == 1000
-    assert sent[-1][1] == 100.0 and sent[-1][2].startswith("[1000/1000 100%] asset_999 done")
+
+def test_a_thousand_assets_send_first_last_and_at_most_one_update_per_interval():
+    clock, sent = Clock(), []
+    run_step(1000, RateLimited(lambda *a: sent.append((clock.now, *a)), 60, clock=clock), clock, 0.5)
+
+    assert sent[0][1:] == ("asset_0", 0.0, "Executing asset_0 [0/1000 0%]")
+    assert sent[-1][2] == 100.0 and sent[-1][3].startswith("[1000/1000 100%] asset_999 done")
     assert len(sent) <= 2 + 500 // 60
-    times = [step * 0.5 for step in steps]
+    times = [when for when, *_ in sent]
     assert all(later - earlier >= 60 for earlier, later in pairwise(times[:-1]))
 
 
 def test_min_percent_bounds_messages_however_fast_the_updates_come():
     clock, sent = Clock(), []
-    limited = RateLimited(lambda *a: sent.append(a), min_interval_s=0, min_percent=10, clock=clock)
-    progress = AssetProgress(1000, [limited], clock=clock)
-    for i in range(1000):
-        progress.advance(f"asset_{i}", 0.0)
+    run_step(1000, RateLimited(lambda *a: sent.append(a), min_interval_s=0, min_percent=10, clock=clock), clock)
     percents = [percent for _, percent, _ in sent]
-    assert percents[0] == 0.1 and percents[-1] == 100.0
+    assert percents[0] == 0.0 and percents[-1] == 100.0
     assert len(sent) <= 12
     assert all(later - earlier >= 10 for earlier, later in pairwise(percents[:-1]))
 
 
 def test_each_step_starts_afresh():
     clock, sent = Clock(), []
-    limited = RateLimited(lambda *a: sent.append(a[0]), min_interval_s=3600, clock=clock)
+    limited = RateLimited(lambda *a: sent.append(a[2].split(" done")[0]), min_interval_s=3600, clock=clock)
     for _ in range(2):  # two runs of a 5-asset step within the hour
-        progress = AssetProgress(5, [limited], clock=clock)
-        for i in range(5):
-            progress.advance(f"asset_{i}", 0.0)
-    assert sent == [1, 5, 1, 5]
+        run_step(5, limited, clock)
+    assert sent == ["Executing asset_0 [0/5 0%]", "[5/5 100%] asset_4"] * 2
 
 
 def test_a_failing_callback_never_fails_the_run(data_dir, instance):
@@ -93,8 +95,11 @@ def test_a_failing_callback_never_fails_the_run(data_dir, instance):
         raise ConnectionError("notifier is down")
 
     assets = hamilton_assets(counting_flow, progress_callbacks=[RateLimited(broken, 3600)])
-    assert dg.materialize([assets], instance=instance).success
-    assert calls == [1, 5]
+    result = dg.materialize([assets], instance=instance)
+    assert result.success
+    assert calls == ["source", "summary"]  # the first update (source starts) and the final one
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if "not delivered" in (e.user_message or "")]
+    assert len(warnings) == 1 and "broken" in warnings[0]
 
 
 # -- Slack ----------------------------------------------------------------------------------------
@@ -113,7 +118,7 @@ def test_slack_gets_the_first_and_final_update_of_a_quick_run(slack, data_dir, i
     assert dg.materialize([assets], instance=instance).success
     texts = [message["text"] for message in slack.wait_for(2, timeout_s=5)]
     assert len(texts) == 2
-    assert texts[0].startswith("*counting: 20%*\n[1/5 20%] source done in ")
+    assert texts[0] == "*counting: 0%*\nExecuting source [0/5 0%]"
     assert texts[1].startswith("*counting: 100%*\n[5/5 100%] summary done in ")
 
 
@@ -125,8 +130,8 @@ def test_slack_progress_is_configured_by_environment(slack, data_dir, instance, 
     monkeypatch.setenv("PROGRESS_SLACK_INTERVAL_S", "0")  # then only the 10% step limits
     assets = hamilton_assets(counting_flow, progress_callbacks=progress_callbacks_from_env("counting"))
     assert dg.materialize([assets], instance=instance).success
-    texts = [message["text"] for message in slack.wait_for(5, timeout_s=5)]
-    assert [text.split("*")[1] for text in texts] == [f"counting: {p}%" for p in (20, 40, 60, 80, 100)]
+    texts = [message["text"] for message in slack.wait_for(6, timeout_s=5)]
+    assert [text.split("*")[1] for text in texts] == [f"counting: {p}%" for p in (0, 20, 40, 60, 80, 100)]
 
 
 def test_an_unreachable_slack_does_not_fail_the_run(data_dir, instance):
@@ -198,3 +203,16 @@ def test_dagster_asset_materialize_shows_the_bar(tmp_path):
     frames = bars(run.stderr)
     assert frames[-1] == ("ml_pipeline", 10, 10)  # assets, not Hamilton's 21 nodes
     assert {total for _, _, total in frames} == {10}
+
+
+def test_the_bar_names_the_node_running_now(make_module, data_dir, instance, monkeypatch):
+    monkeypatch.setenv("PIPELINE_PROGRESS_BAR", "1")
+    flow = make_module(
+        "import time\n\n\ndef quick() -> int:\n    return 1\n\n\n"
+        "def slow(quick: int) -> int:\n    time.sleep(1.5)\n    return quick\n",
+        name="bar_flow",
+    )
+    result = dg.materialize([hamilton_assets(flow)], instance=instance)
+    stderr = captured_stderr(instance, result.run_id)
+    assert re.search(r"bar_flow: +50%\|[^|]*\| 1/2 \[[^]]*, running slow\]", stderr), stderr  # redrawn while it runs
+    assert bars(stderr)[-1] == ("bar_flow", 2, 2)

@@ -91,5 +91,8 @@ def test_a_date_range_runs_in_one_step_and_records_each_day(data_dir, instance):
     assert checks and all(c.passed for c in checks)
     assert {c.check_name for c in checks} == {c.name for c in sales.check_specs}
     n = len(sales.keys) * len(days)
-    lines = [e.user_message for e in instance.all_logs(result.run_id) if "done in" in (e.user_message or "")]
-    assert len(lines) == n and lines[-1].startswith(f"[{n}/{n} 100%] sales_report [2026-01-04] done in")
+    lines = [
+        e.asset_materialization.metadata["progress"].value
+        for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    ]
+    assert len(lines) == n and f"[{n}/{n} 100%] sales_report [2026-01-04]" in {line.split(" done in")[0] for line in lines}

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from orchestration import MissingUpstreamError, StorageError, ValueStore
+from orchestration import MissingUpstreamError, StorageError, ValueStore, hamilton_assets, storage
 from orchestration.formats import DataFrameParquet
+from tests.orchestration import counting_flow
 
 KEY = dg.AssetKey(["sales", "report"])
 
@@ -119,3 +120,25 @@ def test_unknown_type_is_refused_before_anything_is_written(store):
     with pytest.raises(StorageError, match="no safe storage format"):
         store.write(KEY, object())
     assert not store.folder(KEY).exists()
+
+
+def test_a_step_flushes_its_store_once_when_it_ends(data_dir, instance, monkeypatch):
+    """Values are renamed into place unflushed; the step makes them durable with one syncfs of the
+    store's file system, not an fsync per value."""
+    flushed = []
+    real = storage._syncfs
+    monkeypatch.setattr(storage, "_syncfs", lambda fd: flushed.append(os.fstat(fd).st_ino) or real(fd))
+    monkeypatch.setattr(os, "fsync", lambda fd: pytest.fail("a value was fsync'd on its own"))
+    result = dg.materialize([hamilton_assets(counting_flow)], instance=instance)
+    assert result.success
+    assert flushed == [os.stat(data_dir / "assets").st_ino]  # once, on the store's root
+
+
+def test_without_syncfs_the_store_flushes_every_file_system(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(storage, "_syncfs", None)
+    monkeypatch.setattr(os, "sync", lambda: synced.append(True))
+    store = ValueStore(tmp_path)
+    store.write(dg.AssetKey("a"), 1)
+    store.sync()
+    assert synced == [True]

@@ -1,12 +1,11 @@
 """Hamilton's thread pool inside one step (`max_parallel_nodes`): independent nodes overlap, and
 each asset is still stored and reported as its node finishes."""
 
-import re
-
 import dagster as dg
 import pytest
 
 from orchestration import ValueStore, hamilton_assets
+from orchestration.progress import ProgressSettings
 from tests.conftest import step_failure
 
 NAP_S = 0.5
@@ -52,8 +51,8 @@ def step_seconds(instance, run_id) -> float:
     return times[dg.DagsterEventType.STEP_SUCCESS] - times[dg.DagsterEventType.STEP_START]
 
 
-def progress(instance, run_id) -> list[str]:
-    return [e.user_message for e in instance.all_logs(run_id) if re.match(r"^\[\d+/\d+ ", e.user_message or "")]
+def progress(instance, run_id, start: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id) if (e.user_message or "").startswith(start)]
 
 
 @pytest.fixture
@@ -64,7 +63,10 @@ def sleepers(make_module, monkeypatch):
 
 def test_independent_nodes_run_at_once_and_still_stream_one_by_one(sleepers, data_dir, instance):
     calls = []
-    assets = hamilton_assets(sleepers, max_parallel_nodes=4, progress_callbacks=[lambda *a: calls.append(a)])
+    assets = hamilton_assets(
+        sleepers, max_parallel_nodes=4, progress_callbacks=[lambda *a: calls.append(a)],
+        progress_settings=ProgressSettings(live_after_s=NAP_S / 2),
+    )
     result = dg.materialize([assets], instance=instance)
 
     assert result.success
@@ -77,9 +79,11 @@ def test_independent_nodes_run_at_once_and_still_stream_one_by_one(sleepers, dat
     }
     assert all(durations[f"n{i}"] >= 0.9 * NAP_S for i in range(1, 5))
     assert ValueStore(data_dir / "assets").read(dg.AssetKey("total")) == 10
-    lines = progress(instance, result.run_id)
-    assert len(lines) == 5 and lines[-1].startswith("[5/5 100%] total done in ")
-    assert [round(percent) for _, percent, _ in calls] == [20, 40, 60, 80, 100]
+    running = [line.split(" [")[0] for line in progress(instance, result.run_id, "running ")]
+    assert sorted(running) == ["running n1", "running n2", "running n3", "running n4"]  # all at once
+    ends = [message for _, _, message in calls if " done in " in message]
+    assert len(ends) == 5 and ends[-1].startswith("[5/5 100%] total done in ")
+    assert [round(percent) for _, percent, message in calls if " done in " in message] == [20, 40, 60, 80, 100]
 
 
 def test_off_by_default_nodes_run_one_at_a_time(sleepers, data_dir, instance):
