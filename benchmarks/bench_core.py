@@ -1,20 +1,24 @@
-"""What `hamilton_assets` costs on top of Hamilton and Dagster themselves.
+"""What `hamilton_assets` costs against the linear floor of Hamilton plus Dagster themselves.
 
-For a synthetic layered dataflow of N nodes, each timed in a fresh subprocess:
+For a synthetic layered dataflow of N nodes, each measured in a fresh subprocess after a warm-up:
 
-  (a) raw    Hamilton alone: `driver.execute()` of every node;
-  (b) bare   Dagster alone: one subsettable multi-asset with the same N specs and edges whose
-             body only yields a `MaterializeResult` per asset;
-  (c) ours   `hamilton_assets(module, store_root=...)` materialized: (a) + (b) + storing, metadata
-             and progress events.
+  raw      Hamilton alone: `driver.execute()` of every node on a prebuilt driver;
+  dagster  Dagster alone: N do-nothing assets with the same edges in multi-assets of 50 specs
+           (N / 50 steps), each body yielding one `MaterializeResult` per asset;
+  single   the same N specs in ONE multi-asset (Dagster 1.13 looks each output up among all of
+           them, so this grows quadratically: only measured up to --single-max nodes);
+  ours     `hamilton_assets(module, store_root=...)` materialized, everything on (storage,
+           metadata, progress events, OpenLineage with its default file transport).
 
-(b) and (c) run with `dg.materialize` (in-process executor) on an on-disk SQLite instance
-(`DagsterInstance.local_temp`). Target: c / (a + b) <= 1.25 at every size, and the ratio at the
-largest size <= 1.15 x the ratio at the smallest. Also timed: building and resolving the asset
-graph of a 5,000-node dataflow against bare specs in multi-assets of 500.
+floor = raw + dagster, the baseline a skeptic would choose; it grows linearly. Dagster runs use
+`dg.materialize` (in-process executor) on an on-disk SQLite instance, console logger at CRITICAL.
+Events per asset are all the Dagster events of the timed run (`instance.all_logs(run_id)`) / N.
 
-    python benchmarks/bench_core.py [--sizes 200 1000] [--repeat 1] [--json out.json]
-                                    [--profile DIR]
+Targets: ours / floor <= 1.10 at every size; ours' ms per asset at the largest size / at the
+smallest <= 1.15; events per asset of ours <= the floor's + 0.1.
+
+    python benchmarks/bench_core.py [--sizes 200 1000 5000] [--repeat 1] [--json out.json]
+                                    [--single-max 1000] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -34,18 +38,20 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH = 10  # nodes per layer: depth N / 10 stays far below Hamilton's recursion limit
 WARMUP_NODES = 20
-DEFS_NODES = 5000
-SPECS_PER_ASSET = 500
-QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # same for (b) and (c)
-TARGET_RATIO, TARGET_GROWTH = 1.25, 1.15
+SPECS_PER_ASSET = 50  # the floor's multi-asset size: Dagster's per-output lookup stays linear in N
+SINGLE_MAX = 1000  # the single multi-asset takes over 18 minutes at 5,000 nodes in Dagster 1.13
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the same for all Dagster runs
+TARGET_RATIO, TARGET_GROWTH, TARGET_EXTRA_EVENTS = 1.10, 1.15, 0.1
+KINDS = ("raw", "dagster", "ours", "single")
 
 
-# -- the synthetic dataflow -----------------------------------------------------------------------
+# -- the synthetic dataflow (bench_lineage.py and others import these) ----------------------------
 
 
 def dataflow_source(n: int, prefix: str = "n", seed: int = 0, width: int = WIDTH) -> str:
@@ -73,15 +79,21 @@ def load_dataflow(folder: Path, name: str, n: int, width: int = WIDTH):
     return module
 
 
+def functions_of(module):
+    """The module's functions in definition order, which is topological."""
+    return [f for f in vars(module).values() if inspect.isfunction(f)]
+
+
 def spec_asset(name: str, functions):
-    """A multi-asset of bare specs with the functions' edges; it only reports materializations."""
+    """A multi-asset of bare specs with the functions' edges; it only reports materializations,
+    one per asset in topological order."""
     import dagster as dg
 
     specs = [
         dg.AssetSpec(f.__name__, deps=list(inspect.signature(f).parameters)) for f in functions
     ]
 
-    @dg.multi_asset(name=name, specs=specs, can_subset=True)
+    @dg.multi_asset(name=name, specs=specs, can_subset=True)  # subsettable, as ours is
     def _asset(context):
         selected = context.selected_asset_keys
         for spec in specs:
@@ -91,11 +103,7 @@ def spec_asset(name: str, functions):
     return _asset
 
 
-def functions_of(module):
-    return [f for f in vars(module).values() if inspect.isfunction(f)]
-
-
-# -- measurements: each returns the zero-argument call to time ------------------------------------
+# -- measurements: each returns the zero-argument call to time; Dagster ones return a run id ----
 
 
 def raw(module, instance, workdir):
@@ -103,55 +111,47 @@ def raw(module, instance, workdir):
 
     dr = driver.Builder().with_modules(module).build()
     names = [v.name for v in dr.list_available_variables()]
-    return lambda: dr.execute(names)
+
+    def run():
+        dr.execute(names)
+
+    return run
 
 
-def bare(module, instance, workdir):
-    return _materialize(spec_asset(f"bare_{module.__name__}", functions_of(module)), instance)
+def dagster(module, instance, workdir):
+    fns = functions_of(module)
+    parts = [
+        spec_asset(f"{module.__name__}_{i // SPECS_PER_ASSET}", fns[i : i + SPECS_PER_ASSET])
+        for i in range(0, len(fns), SPECS_PER_ASSET)
+    ]
+    return _materialize(parts, instance)
+
+
+def single(module, instance, workdir):
+    return _materialize([spec_asset(f"single_{module.__name__}", functions_of(module))], instance)
 
 
 def ours(module, instance, workdir):
     from orchestration import hamilton_assets
 
-    return _materialize(hamilton_assets(module, store_root=str(workdir / "store")), instance)
+    return _materialize([hamilton_assets(module, store_root=str(workdir / "store"))], instance)
 
 
-def defs_ours(module, instance, workdir):
-    import dagster as dg
-
-    from orchestration import hamilton_assets
-
-    return lambda: dg.Definitions(assets=[hamilton_assets(module)]).resolve_asset_graph()
-
-
-def defs_bare(module, instance, workdir):
-    import dagster as dg
-
-    def build():
-        fns = functions_of(module)
-        parts = [
-            spec_asset(f"{module.__name__}_{i}", fns[i : i + SPECS_PER_ASSET])
-            for i in range(0, len(fns), SPECS_PER_ASSET)
-        ]
-        return dg.Definitions(assets=parts).resolve_asset_graph()
-
-    return build
-
-
-def _materialize(asset, instance):
+def _materialize(assets, instance):
     import dagster as dg
 
     def run():
-        result = dg.materialize([asset], instance=instance, run_config=QUIET)
+        result = dg.materialize(assets, instance=instance, run_config=QUIET)
         assert result.success
+        return result.run_id
 
     return run
 
 
-MEASUREMENTS = {f.__name__: f for f in (raw, bare, ours, defs_ours, defs_bare)}
+MEASUREMENTS = {f.__name__: f for f in (raw, dagster, single, ours)}
 
 
-def worker(kind: str, n: int, workdir: Path, profile: str | None) -> float:
+def worker(kind: str, n: int, workdir: Path, profile: str | None) -> dict:
     """Runs in its own process: warms up on a small dataflow, then times the real one once."""
     import dagster as dg
 
@@ -165,12 +165,16 @@ def worker(kind: str, n: int, workdir: Path, profile: str | None) -> float:
         profiles.append(cProfile.Profile())
         profiles[-1].enable()
     start = time.perf_counter()
-    call()
+    run_id = call()
     elapsed = time.perf_counter() - start
     if profile:
         profiles[-1].disable()
         pstats.Stats(*profiles).dump_stats(profile)
-    return elapsed
+    events = Counter()
+    if run_id is not None:  # every event the run stored, by type (user log lines as "LOG")
+        for entry in instance.all_logs(run_id):
+            events[entry.dagster_event.event_type_value if entry.dagster_event else "LOG"] += 1
+    return {"seconds": elapsed, "events": sum(events.values()), "events_by_type": dict(events)}
 
 
 def _profile_threads() -> list[cProfile.Profile]:
@@ -189,7 +193,7 @@ def _profile_threads() -> list[cProfile.Profile]:
 # -- driver ---------------------------------------------------------------------------------------
 
 
-def run_worker(kind: str, n: int, profile: str | None = None) -> float:
+def run_worker(kind: str, n: int, profile: str | None = None) -> dict:
     """One measurement in a fresh process whose state (instance, data, lineage) is all temporary."""
     with tempfile.TemporaryDirectory(prefix="bench_core_") as tmp:
         folder = Path(tmp)
@@ -210,14 +214,7 @@ def run_worker(kind: str, n: int, profile: str | None = None) -> float:
         )
         if done.returncode != 0:
             sys.exit(f"{kind} at N={n} failed:\n{done.stderr[-5000:]}")
-        return float(done.stdout.strip().splitlines()[-1])
-
-
-def timed(kind: str, n: int, repeat: int) -> list[float]:
-    samples = [run_worker(kind, n) for _ in range(repeat)]
-    shown = " ".join(f"{s:.3f}" for s in samples)
-    print(f"  {kind:<10} N={n:<5} {statistics.median(samples):8.3f} s  ({shown})", file=sys.stderr)
-    return samples
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def revision() -> str:
@@ -227,11 +224,158 @@ def revision() -> str:
     dirty = subprocess.run(
         [*git, "status", "--porcelain", "--", "orchestration"], capture_output=True, check=False
     )
-    return head.stdout.decode().strip() + ("+dirty" if dirty.stdout.strip() else "")
+    commit = head.stdout.decode().strip() or "unknown"
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def measure_size(n: int, repeat: int, single_max: int) -> dict:
+    """`repeat` rounds of one sample of each kind, interleaved so drift hits every kind alike."""
+    kinds = [k for k in KINDS if k != "single" or n <= single_max]
+    samples: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    for r in range(repeat):
+        for kind in kinds:
+            sample = run_worker(kind, n)
+            sample["load_average"] = os.getloadavg()[0]  # other work on the machine skews samples
+            samples[kind].append(sample)
+            print(
+                f"  N={n:<5} {kind:<8} round {r + 1}/{repeat}: {sample['seconds']:8.3f} s  "
+                f"{sample['events']:>7} events  (load {sample['load_average']:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    median = {k: statistics.median(s["seconds"] for s in v) for k, v in samples.items()}
+    median_events = {k: statistics.median(s["events"] for s in v) for k, v in samples.items()}
+    events = {k: count / n for k, count in median_events.items()}
+    floor = median["raw"] + median["dagster"]
+    row = {
+        "raw_s": median["raw"],
+        "dagster_s": median["dagster"],
+        "floor_s": floor,
+        "ours_s": median["ours"],
+        "ratio": median["ours"] / floor,
+        "ours_ms_per_asset": 1000 * median["ours"] / n,
+        "floor_ms_per_asset": 1000 * floor / n,
+        "ours_events_per_asset": events["ours"],
+        "floor_events_per_asset": events["dagster"],
+        "extra_events_per_asset": (median_events["ours"] - median_events["dagster"]) / n,
+        "events_by_type_per_asset": {
+            k: {t: c / n for t, c in sorted(v[-1]["events_by_type"].items())}
+            for k, v in samples.items()
+            if k != "raw"
+        },
+        "samples": samples,
+    }
+    if "single" in median:
+        single_floor = median["raw"] + median["single"]
+        row.update(
+            single_s=median["single"],
+            single_floor_s=single_floor,
+            ratio_single=median["ours"] / single_floor,
+            single_events_per_asset=events["single"],
+        )
+    return row
+
+
+def measure_all(sizes: list[int], repeat: int, single_max: int) -> dict:
+    load_before, revision_before = os.getloadavg()[0], revision()
+    runs = {n: measure_size(n, repeat, single_max) for n in sizes}
+    small, large = runs[sizes[0]], runs[sizes[-1]]
+    return {
+        "revision": revision_before,
+        "revision_after": revision(),  # differs when the code changed during the run
+        "repeat": repeat,
+        "load_average": [load_before, os.getloadavg()[0]],  # other work on the machine skews all
+        "cpus": os.cpu_count(),
+        "single_max": single_max,
+        "sizes": runs,
+        "growth": large["ours_ms_per_asset"] / small["ours_ms_per_asset"],
+        "floor_growth": large["floor_ms_per_asset"] / small["floor_ms_per_asset"],
+        "targets": {
+            "ratio": TARGET_RATIO,
+            "growth": TARGET_GROWTH,
+            "extra_events_per_asset": TARGET_EXTRA_EVENTS,
+        },
+    }
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def print_tables(results: dict) -> None:
+    if results["revision_after"] != results["revision"]:
+        print(f"\n**WARNING**: the code changed during the run, to {results['revision_after']}")
+    load_before, load_after = results["load_average"]
+    sizes = list(results["sizes"])
+    print(
+        f"\nrevision {results['revision']}, median of {results['repeat']} run(s) each, load average "
+        f"{load_before:.2f} before and {load_after:.2f} after on {results['cpus']} CPUs\n"
+    )
+    print(
+        "| N | raw | Dagster, multi-assets of 50 | floor | ours | ours / floor | ms/asset ours "
+        "| ms/asset floor | single multi-asset | ours / (raw + single) |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n, r in results["sizes"].items():
+        if "single_s" in r:
+            single = f"{r['single_s']:.2f} s | {r['ratio_single']:.3f}"
+        else:
+            single = "not run | —"
+        print(
+            f"| {n:,} | {r['raw_s']:.3f} s | {r['dagster_s']:.2f} s | {r['floor_s']:.2f} s "
+            f"| {r['ours_s']:.2f} s | {r['ratio']:.3f} | {r['ours_ms_per_asset']:.2f} "
+            f"| {r['floor_ms_per_asset']:.2f} | {single} |"
+        )
+    skipped = [n for n in sizes if "single_s" not in results["sizes"][n]]
+    if skipped:
+        print(
+            f"\nThe single multi-asset was not run at N = {', '.join(f'{n:,}' for n in skipped)} "
+            f"(above --single-max {results['single_max']:,}): Dagster 1.13 looks each output up "
+            "among all of a multi-asset's outputs, so one multi-asset of N outputs is quadratic "
+            "(5,000 outputs take over 18 minutes)."
+        )
+
+    print("\n| N | events/asset ours | events/asset floor | ours − floor | events/asset single |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for n, r in results["sizes"].items():
+        single = f"{r['single_events_per_asset']:.3f}" if "single_events_per_asset" in r else "—"
+        print(
+            f"| {n:,} | {r['ours_events_per_asset']:.3f} | {r['floor_events_per_asset']:.3f} "
+            f"| {r['extra_events_per_asset']:+.3f} | {single} |"
+        )
+    largest = results["sizes"][sizes[-1]]["events_by_type_per_asset"]
+    print(f"\nevents per asset by type at N = {sizes[-1]:,} (ours / floor):")
+    for kind in sorted(set(largest["ours"]) | set(largest["dagster"])):
+        ours_n, floor_n = largest["ours"].get(kind, 0.0), largest["dagster"].get(kind, 0.0)
+        print(f"  {kind:<36} {ours_n:7.3f} {floor_n:7.3f}")
+
+    print("\n| target | measured | limit | result |")
+    print("| --- | ---: | ---: | --- |")
+    for n, r in results["sizes"].items():
+        print(
+            f"| ours / floor, N = {n:,} | {r['ratio']:.3f} | ≤ {TARGET_RATIO:.2f} "
+            f"| {verdict(r['ratio'] <= TARGET_RATIO)} |"
+        )
+    if len(sizes) > 1:
+        growth = results["growth"]
+        print(
+            f"| ours ms/asset, N = {sizes[-1]:,} / N = {sizes[0]:,} (floor: "
+            f"{results['floor_growth']:.3f}) | {growth:.3f} | ≤ {TARGET_GROWTH:.2f} "
+            f"| {verdict(growth <= TARGET_GROWTH)} |"
+        )
+    for n, r in results["sizes"].items():
+        extra = r["extra_events_per_asset"]
+        print(
+            f"| events/asset, ours − floor, N = {n:,} | {extra:+.3f} | ≤ +{TARGET_EXTRA_EVENTS:.2f} "
+            f"| {verdict(extra <= TARGET_EXTRA_EVENTS + 1e-9)} |"  # counts / N: 3 / 30 is not over 0.1
+        )
+
+
+# -- profiling ------------------------------------------------------------------------------------
 
 
 def excess_profile(ours: str, references: list[str], top: int = 15) -> dict[str, list[dict]]:
-    """Functions in the (c) profile that ran in neither (a) nor (b): our own overhead."""
+    """Functions in the `ours` profile that ran in none of the references: our own overhead."""
 
     def name(func) -> str:  # without what differs per process: addresses, the temporary folder
         return re.sub(r" at 0x[0-9a-f]+|bench_core_\w+", "", pstats.func_std_string(func))
@@ -248,67 +392,15 @@ def excess_profile(ours: str, references: list[str], top: int = 15) -> dict[str,
     }
 
 
-def measure_all(sizes: list[int], repeat: int) -> dict:
-    load_before, revision_before = os.getloadavg()[0], revision()
-    samples = {n: {kind: timed(kind, n, repeat) for kind in ("raw", "bare", "ours")} for n in sizes}
-    samples["defs"] = {kind: timed(kind, DEFS_NODES, repeat) for kind in ("defs_ours", "defs_bare")}
-    median = {n: {k: statistics.median(v) for k, v in by.items()} for n, by in samples.items()}
-    runs = {}
-    for n in sizes:
-        a, b, c = median[n]["raw"], median[n]["bare"], median[n]["ours"]
-        runs[n] = {"raw_s": a, "bare_s": b, "ours_s": c, "ratio": c / (a + b)}
-    defs = median["defs"]
-    defs_ratio = defs["defs_ours"] / defs["defs_bare"]
-    return {
-        "revision": revision_before,
-        "revision_after": revision(),  # differs when the code changed during the run
-        "repeat": repeat,
-        "load_average": [load_before, os.getloadavg()[0]],  # other work on the machine skews all
-        "sizes": runs,
-        "growth": runs[sizes[-1]]["ratio"] / runs[sizes[0]]["ratio"],
-        "definitions": {**defs, "nodes": DEFS_NODES, "ratio": defs_ratio},
-        "samples_s": samples,
-    }
-
-
-def print_table(results: dict) -> None:
-    if results["revision_after"] != results["revision"]:
-        print(f"\nWARNING: the code changed during the run, to {results['revision_after']}")
-    load_before, load_after = results["load_average"]
-    print(
-        f"\nrevision {results['revision']}, median of {results['repeat']} run(s) each, "
-        f"load average "
-        f"{load_before:.2f} before and {load_after:.2f} after on {os.cpu_count()} CPUs"
-    )
-    print(f"{'N':>6} {'(a) raw s':>10} {'(b) bare s':>11} {'(c) ours s':>11} {'c/(a+b)':>8}")
-    for n, r in results["sizes"].items():
-        verdict = "ok" if r["ratio"] <= TARGET_RATIO else f"MISSED (target <= {TARGET_RATIO})"
-        print(
-            f"{n:>6} {r['raw_s']:>10.3f} {r['bare_s']:>11.3f} {r['ours_s']:>11.3f} "
-            f"{r['ratio']:>8.3f}  {verdict}"
-        )
-    sizes = list(results["sizes"])
-    if len(sizes) > 1:
-        verdict = "ok" if results["growth"] <= TARGET_GROWTH else "MISSED"
-        print(
-            f"ratio({sizes[-1]}) / ratio({sizes[0]}) = {results['growth']:.3f}  "
-            f"{verdict} (target <= {TARGET_GROWTH})"
-        )
-    d = results["definitions"]
-    print(
-        f"definitions, {DEFS_NODES} nodes: hamilton_assets {d['defs_ours']:.3f} s, bare specs "
-        f"{d['defs_bare']:.3f} s, ratio {d['ratio']:.2f}"
-    )
-
-
 def profile_largest(folder: Path, n: int) -> dict[str, list[dict]]:
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {kind: str(folder / f"{kind}_{n}.prof") for kind in ("raw", "bare", "ours")}
+    paths = {kind: str(folder / f"{kind}_{n}.prof") for kind in ("raw", "dagster", "ours")}
     for kind, path in paths.items():
+        print(f"  profiling {kind} at N={n}", file=sys.stderr, flush=True)
         run_worker(kind, n, path)
-    excess = excess_profile(paths["ours"], [paths["raw"], paths["bare"]])
+    excess = excess_profile(paths["ours"], [paths["raw"], paths["dagster"]])
     for key, rows in excess.items():
-        print(f"\n(c) at N={n}, functions that ran in neither (a) nor (b), by {key}:")
+        print(f"\nours at N={n}, functions that ran in neither raw nor dagster, by {key}:")
         for r in rows:
             print(
                 f"  {r['cumulative_s']:8.3f} cum {r['internal_s']:8.3f} int {r['calls']:>8}x  "
@@ -319,21 +411,25 @@ def profile_largest(folder: Path, n: int) -> dict[str, list[dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--profile", metavar="DIR", help="profile (a)-(c) at the largest size")
+    parser.add_argument(
+        "--single-max", type=int, default=SINGLE_MAX,
+        help="largest N at which the single-multi-asset baseline runs (0: never)",
+    )
+    parser.add_argument("--profile", metavar="DIR", help="profile raw, dagster, ours at the largest size")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         sys.path.insert(0, str(ROOT))
         kind, n, workdir = args.worker
-        print(worker(kind, int(n), Path(workdir), args.profile))
+        print(json.dumps(worker(kind, int(n), Path(workdir), args.profile)))
         return
 
     sizes = sorted(set(args.sizes))
-    results = measure_all(sizes, args.repeat)
-    print_table(results)
+    results = measure_all(sizes, args.repeat, args.single_max)
+    print_tables(results)
     if args.profile:
         results["profile"] = profile_largest(Path(args.profile).resolve(), sizes[-1])
     if args.json:
