@@ -28,7 +28,8 @@ from openlineage.client.serde import Serde
 logger = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 RETRYABLE_STATUS = {401, 403, 408, 429}
-BATCH_WAIT_S = 0.02
+BATCH_WAIT_S = 1.0  # while the backend accepts events, they go out in rounds at most this often
+FIRST_WAIT_S = 0.02  # until it has accepted one: try soon, so a short run learns it is up
 
 
 class LineageSpool:
@@ -130,6 +131,7 @@ class LineageDelivery:
         self._transport_factory = transport
         self._transport = None
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # a step is ending: send now, no batching wait
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -157,6 +159,7 @@ class LineageDelivery:
         """Waits up to `timeout_s` while the backend keeps accepting events; returns at once when
         it has not yet accepted one, is failing, or one send has taken longer than `stuck_s`."""
         deadline = time.monotonic() + timeout_s
+        self._hurry.set()
         with self._progress:
             while self.healthy and len(self.spool) and time.monotonic() < deadline and not self.last_error:
                 started = self.in_flight_since
@@ -223,7 +226,11 @@ class LineageDelivery:
     def _loop(self) -> None:
         while True:
             self._wake.wait()
-            time.sleep(BATCH_WAIT_S)  # let a burst of events arrive, then send them in one round
+            # Let the events of the next second gather, then send them in one round: one spool
+            # read and one delete per round, not per event, and the delivery thread takes the
+            # GIL from the run about once a second. `drain` cuts the wait short.
+            self._hurry.wait(BATCH_WAIT_S if self.healthy else FIRST_WAIT_S)
+            self._hurry.clear()
             self._wake.clear()
             _, pending = self.deliver_pending()
             if pending == 0:
