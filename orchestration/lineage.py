@@ -25,13 +25,13 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
+from openlineage.client.serde import Serde
 
 from orchestration import lineage_events as events
 from orchestration import retries
@@ -203,7 +203,6 @@ class OpenLineageObserver(StepObserver):
         self._runs: dict[str, tuple[events.DagsterRun, StepRunner]] = {}
         self._jobs: dict[str, events.AssetJob] = {}
         self._started: dict[tuple[str, str], datetime] = {}  # (run, asset job) -> when its node started
-        self._lock = threading.Lock()  # asset_started runs on Hamilton's threads
 
     def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
         if not enabled():
@@ -216,15 +215,15 @@ class OpenLineageObserver(StepObserver):
     def asset_started(self, context, asset: str) -> None:
         if context.run.run_id in self._runs:
             job = self._job(context, self._runs[context.run.run_id][1], asset)
-            with self._lock:
-                self._started[(context.run.run_id, job.run_key)] = datetime.now(UTC)
+            self._started[(context.run.run_id, job.run_key)] = datetime.now(UTC)
 
     def asset_running(self, context, asset: str, running_s: float) -> None:
         """A long node's START is spooled while it runs (once), so a cancel or crash can end it."""
         if context.run.run_id in self._runs:
             run, runner = self._runs[context.run.run_id]
             job = self._job(context, runner, asset)
-            emit(self._start_event(run, job), once(run.run_id, "asset-START", job.run_key), job)
+            start = events.asset_event(ol.RunState.START, run, job, at=self._started.get((run.run_id, job.run_key)))
+            emit(start, once(run.run_id, "asset-START", job.run_key), job)
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
         if context.run.run_id not in self._runs:
@@ -255,24 +254,18 @@ class OpenLineageObserver(StepObserver):
 
     def step_finished(self, context, success: bool) -> None:
         if self._runs.pop(context.run.run_id, None) is not None:
-            with self._lock:
-                self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
+            self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
             drain()
-
-    def _start_event(self, run: events.DagsterRun, job: events.AssetJob, forget: bool = False):
-        """The asset run's START, timed when its node started."""
-        with self._lock:
-            key = (run.run_id, job.run_key)
-            started = self._started.pop(key, None) if forget else self._started.get(key)
-        return events.asset_event(ol.RunState.START, run, job, at=started)
 
     def _end(self, run: events.DagsterRun, job: events.AssetJob, end_event) -> None:
         """START (unless spooled while the node ran: its claim makes this one a no-op) and the end
         event, durable in one commit."""
+        end = Serde.to_dict(end_event)
+        start = events.start_of(end, self._started.pop((run.run_id, job.run_key), None))
         emit_all(
             [
-                (self._start_event(run, job, forget=True), once(run.run_id, "asset-START", job.run_key), job),
-                (end_event, once(run.run_id, "asset-END", job.run_key), job),
+                (start, once(run.run_id, "asset-START", job.run_key), job),
+                (end, once(run.run_id, "asset-END", job.run_key), job),
             ]
         )
 

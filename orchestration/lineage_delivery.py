@@ -145,9 +145,11 @@ class LineageDelivery:
         self.emit_all([(event, claim, note)])
 
     def emit_all(self, items: list[tuple[Any, str | None, str]]) -> None:
-        """`emit` for several (event, claim, note) items, durable together in one commit."""
+        """`emit` for several (event, claim, note) items, durable together in one commit; an
+        event is an openlineage-python event or one already serialized (a dict)."""
         try:
-            if not self.spool.put_all([(Serde.to_dict(event), claim, note) for event, claim, note in items]):
+            payloads = [(e if isinstance(e, dict) else Serde.to_dict(e), claim, note) for e, claim, note in items]
+            if not self.spool.put_all(payloads):
                 return
         except Exception:  # lineage must never break a run; the warning says what was lost
             logger.warning("OpenLineage event could not be spooled in %s", self.spool.path, exc_info=True)

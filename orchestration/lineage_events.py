@@ -137,6 +137,22 @@ def asset_event(
     )
 
 
+def start_of(end_event: dict, at: datetime | None = None) -> dict:
+    """The START of the asset run that a serialized COMPLETE or FAIL ends: the same run and job,
+    no datasets, no error. Derived rather than built, as a quick asset's START is spooled with its
+    end: it halves the cost of its lineage."""
+    run = end_event["run"]
+    run_facets = {name: facet for name, facet in run.get("facets", {}).items() if name != "errorMessage"}
+    return {
+        **end_event,
+        "eventType": ol.RunState.START.value,
+        "eventTime": _iso(at) if at else _now(),
+        "run": {**run, "facets": run_facets},
+        "inputs": [],
+        "outputs": [],
+    }
+
+
 def dataset_id(path: Path | str) -> tuple[str, str]:
     """OpenLineage's naming: `file` + absolute path locally, `<scheme>://<bucket>` + key in an
     object store (a store at `PIPELINE_STORE_URL`)."""
