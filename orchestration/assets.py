@@ -13,7 +13,7 @@ import dagster as dg
 from dagster._core.definitions.utils import DISALLOWED_NAMES
 
 from orchestration import lineage_hooks
-from orchestration.dataflow import Dataflow, InputNode
+from orchestration.dataflow import Dataflow, InputNode, paused_gc
 from orchestration.errors import DataflowError
 from orchestration.execution import StepRunner, plan_selection
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat
@@ -33,6 +33,7 @@ DEFAULT_GROUP = "default"  # Dagster's group for assets without one
 UpstreamAsset = dg.AssetsDefinition | dg.AssetSpec | dg.AssetKey
 
 
+@paused_gc()  # the graph, specs and multi-asset built here live as long as the definitions
 def hamilton_assets(
     *modules: ModuleType,
     config: Mapping[str, Any] | None = None,
@@ -77,6 +78,7 @@ def hamilton_assets(
     return flow.multi_asset(flow.dataflow.name, list(flow.dataflow.assets))
 
 
+@paused_gc()
 def hamilton_assets_by_group(
     *modules: ModuleType,
     config: Mapping[str, Any] | None = None,

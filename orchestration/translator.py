@@ -152,10 +152,13 @@ class HamiltonTranslator:
 
     def _key_of(self, node: HamiltonNode) -> dg.AssetKey:
         """`get_asset_key`, once per node: upstream keys are asked for again and again."""
-        keys = self.__dict__.setdefault("_keys", {})  # id -> (node, key); the node pins its id
-        if id(node) not in keys:
-            keys[id(node)] = (node, self.get_asset_key(node))
-        return keys[id(node)][1]
+        keys = self.__dict__.get("_keys")  # id -> (node, key); the node pins its id
+        if keys is None:
+            keys = self.__dict__["_keys"] = {}
+        known = keys.get(id(node))
+        if known is None:
+            known = keys[id(node)] = (node, self.get_asset_key(node))
+        return known[1]
 
     def get_asset_spec(
         self,

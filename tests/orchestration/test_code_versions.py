@@ -58,3 +58,37 @@ def test_an_edited_file_gets_new_versions(make_module, data_dir):
     after = code_version(make_module("def a(x: int) -> int:\n    return x + 20\n", name=name).a)
     assert before != after
     assert after == hash_source_code(make_module("def a(x: int) -> int:\n    return x + 20\n").a, strip=True)
+
+
+def test_nested_functions_and_any_line_endings_match_hamiltons_version(make_module, data_dir):
+    source = (
+        'def outer(\n    x: int,\n) -> int:\n    """Outer doc."""\n'
+        '    async def inner(y):\n        """Inner doc."""\n        return y\n'
+        '    class Helper:\n        def method(self):\n            """Method doc."""\n            return 1\n'
+        '    return x\n\n\n'
+        'def no_nested(default: int = 1) -> int:\n    """Says def, nests none."""\n    return default\n'
+    )
+    for newline in ("\n", "\r\n"):
+        flow = make_module(source.replace("\n", newline))
+        for fn in (flow.outer, flow.no_nested):
+            assert code_version(fn) == hash_source_code(fn, strip=True), (repr(newline), fn.__name__)
+
+
+def test_parsing_pauses_the_collector_and_leaves_it_as_it_was(make_module, data_dir, monkeypatch):
+    import ast
+    import gc
+    import types
+
+    states = []
+    recording_ast = types.SimpleNamespace(**vars(ast))
+    recording_ast.parse = lambda source: states.append(gc.isenabled()) or ast.parse(source)
+    monkeypatch.setattr(code_versions, "ast", recording_ast)
+    code_version(make_module("def a(x: int) -> int:\n    return x\n").a)
+    assert states == [False] and gc.isenabled()
+
+    gc.disable()  # a caller's own pause is kept
+    try:
+        code_version(make_module("def b(x: int) -> int:\n    return x\n").b)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

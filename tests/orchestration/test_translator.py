@@ -214,3 +214,45 @@ def total(plus_one: int, plus_two: int) -> int:
     assert sorted(specs) == ["base", "plus_one", "plus_two", "total"]
     assert [d.asset_key.to_user_string() for d in specs["plus_one"].deps] == ["base"]
     assert sorted(d.asset_key.to_user_string() for d in specs["total"].deps) == ["plus_one", "plus_two"]
+
+
+def test_loading_keeps_the_garbage_collector_on_and_the_process_frozen_objects_frozen(flow):
+    import gc
+
+    gc.freeze()  # as a pre-fork server does: the load must not release these
+    frozen = gc.get_freeze_count()
+    try:
+        hamilton_assets(flow)
+        assert gc.isenabled() and 0 < gc.get_freeze_count() <= frozen  # fewer: some were freed
+    finally:
+        gc.unfreeze()
+    hamilton_assets(flow)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_config_value_for_an_input_is_its_default_and_other_config_still_selects_functions(
+    make_module, data_dir, instance
+):
+    flow = make_module('''
+from hamilton.function_modifiers import config
+
+
+def raw(path: str) -> str:
+    return path
+
+
+@config.when(mode="upper")
+def shown__upper(raw: str) -> str:
+    return raw.upper()
+
+
+@config.when(mode="lower")
+def shown__lower(raw: str) -> str:
+    return raw.lower()
+''')
+    assets = hamilton_assets(flow, config={"path": "/data/In.csv", "mode": "upper"})
+    assert sorted(key.to_user_string() for key in assets.keys) == ["raw", "shown"]
+    fields = assets.op.config_schema.config_type.fields
+    assert set(fields) == {"path"} and fields["path"].default_value == "/data/In.csv"
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    assert dg.materialize([assets], instance=instance, run_config=quiet).success
