@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from orchestration.execution import ExecutionPlan, StepRunner
 
 logger = logging.getLogger(__name__)
-STEP_END_WAIT_S = 0.5  # at most this long at the end of a step, and only while delivery progresses
+RUN_END_WAIT_S = 0.5  # at most this long when a run ends, and only while delivery progresses
 ALIASES = "OPENLINEAGE__TRANSPORT__TRANSPORTS__DEFAULT_HTTP"  # openlineage-python writes these itself
 _deliveries: dict[tuple, LineageDelivery] = {}
 
@@ -142,7 +142,7 @@ def once(run_id: str, what: str, asset_key: str = "") -> str:
     return f"{run_id}/{what}-{asset_key}" if asset_key else f"{run_id}/{what}"
 
 
-def drain(timeout_s: float = STEP_END_WAIT_S) -> None:
+def drain(timeout_s: float = RUN_END_WAIT_S) -> None:
     """Gives the background delivery a moment to send, but only while it keeps succeeding."""
     delivery().drain(timeout_s)
 
@@ -254,8 +254,8 @@ class OpenLineageObserver(StepObserver):
 
     def step_finished(self, context, success: bool) -> None:
         if self._runs.pop(context.run.run_id, None) is not None:
+            # No wait for delivery here: the step hook that ends the run drains once for all steps.
             self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
-            drain()
 
     def _end(self, run: events.DagsterRun, job: events.AssetJob, end_event) -> None:
         """START (unless spooled while the node ran: its claim makes this one a no-op) and the end
