@@ -13,7 +13,8 @@ import dagster as dg
 from dagster._core.definitions.utils import DISALLOWED_NAMES
 
 from orchestration import lineage_hooks
-from orchestration.dataflow import Dataflow, InputNode, paused_gc
+from orchestration.dataflow import Dataflow, InputNode
+from orchestration.heap import paused_gc
 from orchestration.errors import DataflowError
 from orchestration.execution import StepRunner, plan_selection
 from orchestration.formats import DEFAULT_FORMATS, ValueFormat

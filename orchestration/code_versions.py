@@ -28,7 +28,7 @@ from pathlib import Path
 
 from hamilton.graph_types import hash_source_code
 
-from orchestration.dataflow import paused_gc
+from orchestration.heap import paused_gc
 from orchestration.paths import data_dir
 
 FORMAT = f"hamilton-strip-v1-py{sys.version_info[0]}.{sys.version_info[1]}"  # unparse output varies by Python

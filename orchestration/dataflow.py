@@ -12,14 +12,12 @@ module sorts the nodes into what Dagster should show:
 
 from __future__ import annotations
 
-import gc
 import inspect
 import logging
 import sys
 import typing
 from collections import defaultdict, deque
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -30,6 +28,7 @@ from hamilton.function_modifiers.validation import (
 )
 
 from orchestration.errors import DataflowError
+from orchestration.heap import paused_gc
 
 # Hamilton executes a chain recursively, a few Python frames per node; deeper chains would overflow
 # the interpreter's stack mid-run, so they are refused at load time instead.
@@ -284,30 +283,6 @@ def _read_inputs(
     if not inputs:
         return inputs
     return inputs & set().union(*(dependencies(node) for node in nodes.values()))
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """A build of many objects that no collection frees (a Hamilton graph and asset specs, alive as
-    long as the definitions; syntax trees, freed by reference counting) without the cyclic GC.
-
-    Every full collection during such a build rescans the whole heap (~0.2 s at 5,000 nodes, with
-    Hamilton's imports loaded) and frees nothing, and the objects built, all alive, would trigger
-    one more soon after. So collection pauses, and at the end everything tracked moves straight to
-    the oldest generation (`gc.freeze()` then `gc.unfreeze()`), where full collections still
-    examine it: nothing is leaked, only the pointless scans are skipped. The move is left out when
-    the process has frozen objects of its own, which `unfreeze` would release. Nested: a no-op."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
-        gc.enable()
 
 
 def _validator_of(dr: driver.Driver, node_name: str):

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
-from openlineage.client.serde import Serde
 
 from orchestration import lineage_events as events
 from orchestration import retries
@@ -201,6 +200,7 @@ class OpenLineageObserver(StepObserver):
 
     def __init__(self):
         self._runs: dict[str, tuple[events.DagsterRun, StepRunner]] = {}
+        self._parts: dict[str, events.SerializedParts] = {}  # per run
         self._jobs: dict[str, events.AssetJob] = {}
         self._started: dict[tuple[str, str], datetime] = {}  # (run, asset job) -> when its node started
 
@@ -210,6 +210,7 @@ class OpenLineageObserver(StepObserver):
         window = context.partition_time_window if _has_time_window(context) else None
         run = dagster_run(context.instance, context.run.run_id, window)
         self._runs[context.run.run_id] = (run, runner)
+        self._parts[context.run.run_id] = events.SerializedParts(run)
         start_run(run)
 
     def asset_started(self, context, asset: str) -> None:
@@ -243,24 +244,25 @@ class OpenLineageObserver(StepObserver):
             assertions=[_assertion(check) for check in materialized.check_results],
             column=asset,
         )
-        self._end(run, job, events.asset_event(ol.RunState.COMPLETE, run, job, inputs, [output]))
+        self._end(run, job, ol.RunState.COMPLETE, inputs, [output])
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
         if context.run.run_id not in self._runs or retries.will_retry(context):
             return
         run, runner = self._runs[context.run.run_id]
         job = self._job(context, runner, asset)
-        self._end(run, job, events.asset_event(ol.RunState.FAIL, run, job, error=error))
+        self._end(run, job, ol.RunState.FAIL, error=error)
 
     def step_finished(self, context, success: bool) -> None:
         if self._runs.pop(context.run.run_id, None) is not None:
             # No wait for delivery here: the step hook that ends the run drains once for all steps.
+            self._parts.pop(context.run.run_id, None)
             self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
 
-    def _end(self, run: events.DagsterRun, job: events.AssetJob, end_event) -> None:
+    def _end(self, run: events.DagsterRun, job: events.AssetJob, state: ol.RunState, inputs=(), outputs=(), error=None):
         """START (unless spooled while the node ran: its claim makes this one a no-op) and the end
         event, durable in one commit."""
-        end = Serde.to_dict(end_event)
+        end = events.asset_end_event(state, self._parts[run.run_id], job, inputs, outputs, error)
         start = events.start_of(end, self._started.pop((run.run_id, job.run_key), None))
         emit_all(
             [
