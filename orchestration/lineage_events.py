@@ -118,15 +118,7 @@ def asset_event(
     at: datetime | None = None,
 ) -> ol.RunEvent:
     """An asset's own run (a child of the Dagster run); `at` is when it happened (default: now)."""
-    return ol.RunEvent(
-        eventType=state,
-        eventTime=_iso(at) if at else _now(),
-        run=ol.Run(runId=run.asset_run_id(job.run_key), facets=_asset_run_facets(run, error)),
-        job=_asset_job(job),
-        inputs=list(inputs),
-        outputs=list(outputs),
-        producer=PRODUCER,
-    )
+    return _asset_run_event(state, run, job, inputs, outputs, at, _asset_run_facets(run, error), _job_facets(job))
 
 
 class SerializedParts:
@@ -154,18 +146,7 @@ def asset_end_event(
     error: BaseException | str | None = None,
 ) -> dict:
     """`asset_event`, serialized, with the shared parts taken from `parts`."""
-    run = parts.run
-    event = Serde.to_dict(
-        ol.RunEvent(
-            eventType=state,
-            eventTime=_now(),
-            run=ol.Run(runId=run.asset_run_id(job.run_key)),
-            job=ol.Job(namespace=namespace(), name=job.name),
-            inputs=list(inputs),
-            outputs=list(outputs),
-            producer=PRODUCER,
-        )
-    )
+    event = Serde.to_dict(_asset_run_event(state, parts.run, job, inputs, outputs))
     run_facets = dict(parts.run_facets)
     if error is not None:
         run_facets["errorMessage"] = Serde.to_dict(_error_facet(error))
@@ -190,6 +171,18 @@ def _asset_run_facets(run: DagsterRun, error: BaseException | str | None) -> dic
 
 def _asset_job(job: AssetJob) -> ol.Job:
     return ol.Job(namespace=namespace(), name=job.name, facets=_job_facets(job))
+
+
+def _asset_run_event(state, run, job, inputs, outputs, at=None, run_facets=None, job_facets=None) -> ol.RunEvent:
+    return ol.RunEvent(
+        eventType=state,
+        eventTime=_iso(at) if at else _now(),
+        run=ol.Run(runId=run.asset_run_id(job.run_key), facets=run_facets or {}),
+        job=ol.Job(namespace=namespace(), name=job.name, facets=job_facets or {}),
+        inputs=list(inputs),
+        outputs=list(outputs),
+        producer=PRODUCER,
+    )
 
 
 def start_of(end_event: dict, at: datetime | None = None) -> dict:

@@ -30,7 +30,7 @@ import pytest
 from orchestration import lineage
 from orchestration.storage import ValueStore
 from tests.faults import concurrent_flow, kill_flow
-from tests.faults.conftest import BIN, ROOT, dagster_dev, descendants
+from tests.faults.conftest import BIN, ROOT, alive, dagster_dev, descendants
 
 pytestmark = pytest.mark.slow
 ASSETS = ["first", "second", "third", "fourth"]
@@ -145,14 +145,6 @@ def _equals(value, expected) -> bool:
     return value == expected
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("killed_worker")
@@ -233,7 +225,7 @@ def test_the_step_process_dies_with_its_killed_run_worker(setup):
         os.kill(worker, signal.SIGKILL)  # the worker alone, as `kill -9 <pid shown in the run log>`
         killed_at = time.monotonic()
         setup.wait_for_status(run_id, dg.DagsterRunStatus.FAILURE, killed_at)
-        while any(_alive(pid) for pid in steps) and time.monotonic() - killed_at < 30:
+        while any(alive(pid) for pid in steps) and time.monotonic() - killed_at < 30:
             time.sleep(0.1)
         stored = setup.stored_versions(old, new)  # whole values, whatever happened
         materialized = {

@@ -36,7 +36,7 @@ import pytest
 from orchestration import lineage
 from orchestration.storage import ValueStore
 from tests.dagster_dev import FINISHED, LOCATION, DagsterDev
-from tests.faults.conftest import dagster_dev
+from tests.faults.conftest import alive, dagster_dev
 from tests.live.slow_flow import SLOW_S
 
 pytestmark = pytest.mark.slow
@@ -130,14 +130,6 @@ def materialized(events: list[dict]) -> list[str]:
     return ["/".join(e["assetKey"]["path"]) for e in events if e["__typename"] == "MaterializationEvent"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("live_progress")
@@ -176,7 +168,7 @@ def test_a_long_node_shows_as_running_and_terminating_it_cancels_the_run_at_once
     assert status == "CANCELED", messages
     assert canceled_s <= CANCELED_WITHIN_S, f"CANCELED only after {canceled_s:.1f} s: {messages}"
     deadline = time.monotonic() + 10
-    while _alive(pid):
+    while alive(pid):
         assert time.monotonic() < deadline, f"step process {pid} still alive 10 s after CANCELED"
         time.sleep(0.1)
     assert materialized(events) == ["fast_a"], events
