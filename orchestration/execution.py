@@ -36,6 +36,7 @@ from orchestration.progress import ProgressSettings, StepProgress
 from orchestration.storage import StoredValue, ValueStore
 
 _DONE = object()
+REPORT_BATCH_MAX = 100  # results stored before the step reports them (only those already waiting)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class StepObserver:
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None: ...
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None: ...
+
+    def before_report(self, context) -> None:
+        """What was stored since the last call is about to be reported to Dagster: make durable
+        now whatever must be before Dagster records it (lineage spools its events here, for all
+        of them in one commit)."""
 
     def step_finished(self, context, success: bool) -> None: ...
 
@@ -374,31 +380,44 @@ class _Step:
         try:
             while True:
                 try:
-                    item = results.get(timeout=self.watch.next_wait_s())
+                    first = results.get(timeout=self.watch.next_wait_s())
                 except queue.Empty:
                     self._show_running()
                     continue
-                if item is _DONE:
+                # Every result already waiting is stored first, then reported together, so that
+                # observers make what they must durable for all of them at once (`before_report`).
+                reports: list[dg.MaterializeResult | dg.AssetCheckResult] = []
+                end = stop = None
+                try:
+                    for item in _waiting(results, first):
+                        if item is _DONE or isinstance(item, BaseException):
+                            end = item
+                        elif isinstance(item, _Started):
+                            self._started(item)
+                        elif item.error is not None:
+                            failed = failed or item
+                            asset = dataflow.asset_of(item.node_name)
+                            if asset in wanted:
+                                self._failed(asset, item)
+                            for checks in self.pending_checks.values():
+                                reports += checks
+                            self.pending_checks.clear()
+                        elif (check := dataflow.checks.get(item.node_name)) is not None:
+                            self.pending_checks.setdefault(check.asset, []).append(
+                                runner.check_result(check, item.result)
+                            )
+                        else:
+                            reports.append(self._materialize(item))
+                except dg.Failure as failure:  # a value that cannot be stored: report the others first
+                    stop = failure
+                runner.notify("before_report", self.observed)
+                yield from reports
+                if stop is not None:
+                    raise stop
+                if end is _DONE:
                     break
-                if isinstance(item, _Started):
-                    self._started(item)
-                    continue
-                if isinstance(item, BaseException):
-                    raise runner.failure(failed, item)
-                if item.error is not None:
-                    failed = failed or item
-                    asset = dataflow.asset_of(item.node_name)
-                    if asset in wanted:
-                        self._failed(asset, item)
-                    for checks in self.pending_checks.values():
-                        yield from checks
-                    self.pending_checks.clear()
-                elif (check := dataflow.checks.get(item.node_name)) is not None:
-                    self.pending_checks.setdefault(check.asset, []).append(
-                        runner.check_result(check, item.result)
-                    )
-                else:
-                    yield self._materialize(item)
+                if end is not None:
+                    raise runner.failure(failed, end)
         finally:
             cancelled.set()
 
@@ -477,6 +496,21 @@ class _Step:
             Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
         )
         return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
+
+
+def _waiting(results: queue.SimpleQueue, first: Any, limit: int = REPORT_BATCH_MAX) -> Iterator[Any]:
+    """`first`, then whatever else is already in the queue (at most `limit` items in all), up to
+    the end of the stream or its error."""
+    item, count = first, 1
+    while True:
+        yield item
+        if item is _DONE or isinstance(item, BaseException) or count >= limit:
+            return
+        try:
+            item = results.get_nowait()
+        except queue.Empty:
+            return
+        count += 1
 
 
 def _usual_durations(context, keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, float]:

@@ -22,7 +22,6 @@ turns it off. With nothing configured, events are written as JSON lines to
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from datetime import UTC, datetime
@@ -129,11 +128,12 @@ def emit(event: Any, once_as: str | None = None, job: events.AssetJob | None = N
     emit_all([(event, once_as, job)])
 
 
-def emit_all(items: list[tuple[Any, str | None, events.AssetJob | None]]) -> None:
-    """`emit` for several events, durable together in one spool commit."""
-    delivery().emit_all(
-        [(event, once_as, json.dumps(dataclasses.asdict(job)) if job else "{}") for event, once_as, job in items]
-    )
+def emit_all(
+    items: list[tuple[Any, str | None, events.AssetJob | None]], target: LineageDelivery | None = None
+) -> None:
+    """`emit` for several events, durable together in one spool commit (through `target`, this
+    process's `delivery()` by default)."""
+    (target or delivery()).emit_all([(event, once_as, job.as_json if job else "") for event, once_as, job in items])
 
 
 def once(run_id: str, what: str, asset_key: str = "") -> str:
@@ -176,12 +176,10 @@ def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException 
     if not delivery().spool.claim(once(run.run_id, "END")):
         return False
     start_run(run)  # a run that died before its first step still gets its START
+    parts = events.SerializedParts(run)
     for job in open_asset_runs(run.run_id):
-        emit(
-            events.asset_event(state, run, job, error="the run ended before this asset finished"),
-            once(run.run_id, "asset-END", job.run_key),
-            job,
-        )
+        error = "the run ended before this asset finished"
+        emit(events.asset_event(state, parts, job, error=error), once(run.run_id, "asset-END", job.run_key))
     emit(events.run_event(state, run, error))
     return True
 
@@ -190,17 +188,28 @@ def open_asset_runs(run_id: str) -> list[events.AssetJob]:
     """Asset runs of a Dagster run that started but never ended (their process died)."""
     spool = delivery().spool
     started = spool.claims(once(run_id, "asset-START"))  # notes hold the asset job
-    ended = {events.AssetJob(**json.loads(note)).run_key for note in spool.claims(once(run_id, "asset-END")).values()}
-    jobs = [events.AssetJob(**json.loads(note)) for _, note in sorted(started.items())]
+    ended_prefix = once(run_id, "asset-END", "-")[:-1]  # the claim name of an END, up to its run key
+    ended = {name.removeprefix(ended_prefix) for name in spool.claims(ended_prefix)}
+    jobs = [events.AssetJob.from_json(note) for _, note in sorted(started.items())]
     return [job for job in jobs if job.run_key not in ended]
+
+
+@dataclasses.dataclass(frozen=True)
+class _ObservedRun:
+    """What the observer keeps for a Dagster run while its step runs."""
+
+    run: events.DagsterRun
+    runner: StepRunner
+    parts: events.SerializedParts
+    target: LineageDelivery  # resolved once a step: `delivery()` reads the whole environment
+    ended: list = dataclasses.field(default_factory=list)  # asset events spooled at `before_report`
 
 
 class OpenLineageObserver(StepObserver):
     """Emits asset-level events as a Hamilton step progresses."""
 
     def __init__(self):
-        self._runs: dict[str, tuple[events.DagsterRun, StepRunner]] = {}
-        self._parts: dict[str, events.SerializedParts] = {}  # per run
+        self._runs: dict[str, _ObservedRun] = {}
         self._jobs: dict[str, events.AssetJob] = {}
         self._started: dict[tuple[str, str], datetime] = {}  # (run, asset job) -> when its node started
 
@@ -209,28 +218,27 @@ class OpenLineageObserver(StepObserver):
             return
         window = context.partition_time_window if _has_time_window(context) else None
         run = dagster_run(context.instance, context.run.run_id, window)
-        self._runs[context.run.run_id] = (run, runner)
-        self._parts[context.run.run_id] = events.SerializedParts(run)
+        self._runs[run.run_id] = _ObservedRun(run, runner, events.SerializedParts(run), delivery())
         start_run(run)
 
     def asset_started(self, context, asset: str) -> None:
-        if context.run.run_id in self._runs:
-            job = self._job(context, self._runs[context.run.run_id][1], asset)
-            self._started[(context.run.run_id, job.run_key)] = datetime.now(UTC)
+        if (observed := self._runs.get(context.run.run_id)) is not None:
+            job = self._job(context, observed.runner, asset)
+            self._started[(observed.run.run_id, job.run_key)] = datetime.now(UTC)
 
     def asset_running(self, context, asset: str, running_s: float) -> None:
         """A long node's START is spooled while it runs (once), so a cancel or crash can end it."""
-        if context.run.run_id in self._runs:
-            run, runner = self._runs[context.run.run_id]
-            job = self._job(context, runner, asset)
-            start = events.asset_event(ol.RunState.START, run, job, at=self._started.get((run.run_id, job.run_key)))
-            emit(start, once(run.run_id, "asset-START", job.run_key), job)
+        if (observed := self._runs.get(context.run.run_id)) is not None:
+            run_id, job = observed.run.run_id, self._job(context, observed.runner, asset)
+            start = events.asset_event(
+                ol.RunState.START, observed.parts, job, at=self._started.get((run_id, job.run_key))
+            )
+            emit_all([(start, once(run_id, "asset-START", job.run_key), job)], observed.target)
 
     def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
-        if context.run.run_id not in self._runs:
+        if (observed := self._runs.get(context.run.run_id)) is None:
             return
-        run, runner = self._runs[context.run.run_id]
-        job = self._job(context, runner, asset)
+        runner = observed.runner
         upstream = materialized.upstream_paths
         inputs = [events.input_file(path) for path in upstream.values()]
         if not runner.dataflow.assets[asset].upstream:
@@ -244,31 +252,34 @@ class OpenLineageObserver(StepObserver):
             assertions=[_assertion(check) for check in materialized.check_results],
             column=asset,
         )
-        self._end(run, job, ol.RunState.COMPLETE, inputs, [output])
+        self._end(observed, self._job(context, runner, asset), ol.RunState.COMPLETE, inputs, [output])
 
     def asset_failed(self, context, asset: str, error: BaseException) -> None:
-        if context.run.run_id not in self._runs or retries.will_retry(context):
+        if (observed := self._runs.get(context.run.run_id)) is None or retries.will_retry(context):
             return
-        run, runner = self._runs[context.run.run_id]
-        job = self._job(context, runner, asset)
-        self._end(run, job, ol.RunState.FAIL, error=error)
+        self._end(observed, self._job(context, observed.runner, asset), ol.RunState.FAIL, error=error)
+
+    def before_report(self, context) -> None:
+        """The asset events of everything about to be reported, durable in one commit."""
+        if (observed := self._runs.get(context.run.run_id)) is not None and observed.ended:
+            emit_all(observed.ended, observed.target)
+            observed.ended.clear()
 
     def step_finished(self, context, success: bool) -> None:
+        self.before_report(context)  # a failed asset's FAIL, when nothing was reported after it
         if self._runs.pop(context.run.run_id, None) is not None:
             # No wait for delivery here: the step hook that ends the run drains once for all steps.
-            self._parts.pop(context.run.run_id, None)
             self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
 
-    def _end(self, run: events.DagsterRun, job: events.AssetJob, state: ol.RunState, inputs=(), outputs=(), error=None):
+    def _end(self, observed: _ObservedRun, job: events.AssetJob, state: ol.RunState, inputs=(), outputs=(), error=None):
         """START (unless spooled while the node ran: its claim makes this one a no-op) and the end
-        event, durable in one commit."""
-        end = events.asset_end_event(state, self._parts[run.run_id], job, inputs, outputs, error)
-        start = events.start_of(end, self._started.pop((run.run_id, job.run_key), None))
-        emit_all(
-            [
-                (start, once(run.run_id, "asset-START", job.run_key), job),
-                (end, once(run.run_id, "asset-END", job.run_key), job),
-            ]
+        event, spooled at `before_report`. The START's claim keeps the asset job, to close the
+        asset run should its process die; the end's needs nothing."""
+        run_id = observed.run.run_id
+        end = events.asset_event(state, observed.parts, job, inputs, outputs, error)
+        start = events.start_of(end, self._started.pop((run_id, job.run_key), None))
+        observed.ended.extend(
+            [(start, once(run_id, "asset-START", job.run_key), job), (end, once(run_id, "asset-END", job.run_key), None)]
         )
 
     def _job(self, context, runner: StepRunner, asset: str) -> events.AssetJob:

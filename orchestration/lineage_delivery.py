@@ -30,6 +30,7 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 RETRYABLE_STATUS = {401, 403, 408, 429}
 BATCH_WAIT_S = 1.0  # while the backend accepts events, they go out in rounds at most this often
 FIRST_WAIT_S = 0.02  # until it has accepted one: try soon, so a short run learns it is up
+BATCH_SIZE = 500  # events read from the spool at a time
 
 
 class LineageSpool:
@@ -189,7 +190,8 @@ class LineageDelivery:
         try:
             transport = self._transport or self._transport_factory()
             self._transport = transport
-            while batch := self.spool.pending(limit=500):
+            # Until the backend takes an event, one at a time: a dead backend costs a one-row read per try.
+            while batch := self.spool.pending(limit=BATCH_SIZE if self.healthy else 1):
                 delivered = []
                 try:
                     for event_id, payload in batch:

@@ -381,3 +381,29 @@ def test_a_successful_delivery_clears_the_previous_backend_error(data_dir, recei
     receiver.set_mode("ok")
     assert target.deliver_pending() == (1, 0)
     assert target.last_error is None
+
+
+def test_an_assets_complete_is_spooled_before_dagster_records_its_materialization(
+    ml_assets, data_dir, instance, receiver, monkeypatch
+):
+    """Results already waiting are stored and reported together (one spool commit for their
+    events); still, at the moment Dagster records each materialization, its COMPLETE is spooled."""
+    receiver.set_mode("refuse")
+    monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
+    checked: list[tuple[str, bool]] = []
+    record = instance.handle_new_event
+
+    def handle_new_event(event, *args, **kwargs):
+        dagster_event = event.dagster_event
+        if dagster_event is not None and dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            job = ".".join(dagster_event.asset_key.path)
+            completes = {e["job"]["name"] for e in spooled(data_dir) if e["eventType"] == "COMPLETE"}
+            checked.append((job, any(name.endswith(f".{job}") for name in completes)))
+        return record(event, *args, **kwargs)
+
+    monkeypatch.setattr(instance, "handle_new_event", handle_new_event)
+    result = dg.materialize([ml_assets], instance=instance)
+
+    assert result.success
+    assert len(checked) == len(ml_assets.keys)
+    assert [job for job, spooled_first in checked if not spooled_first] == []
