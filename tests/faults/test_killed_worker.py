@@ -152,7 +152,10 @@ def setup(tmp_path_factory):
     home.mkdir()
     faults_dir.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE_YAML)
-    env = {"PIPELINE_DATA_DIR": str(data_dir), "FAULTS_DIR": str(faults_dir), "HAMILTON_TELEMETRY_ENABLED": "false"}
+    gate = faults_dir / "gate"  # open: `summary` waits while it is missing (see the run queue test)
+    gate.touch()
+    env = {"PIPELINE_DATA_DIR": str(data_dir), "FAULTS_DIR": str(faults_dir), "HAMILTON_TELEMETRY_ENABLED": "false",
+           "FAULTS_GATE": str(gate)}
     env |= {k: "" for k in os.environ if k.startswith("OPENLINEAGE")}  # lineage to events.jsonl
     with dagster_dev("tests.faults.kill_defs", home, env) as (dev, _), \
             dg.DagsterInstance.from_config(str(home)) as instance:
@@ -295,7 +298,17 @@ def test_the_run_queue_runs_one_partition_at_a_time(setup, figures):
         assert launched["__typename"] == "LaunchRunSuccess", launched
         return launched["run"]["runId"]
 
-    first, second, other = launch("p1", 1), launch("p1", 2), launch("p2", 3)
+    gate = setup.faults_dir / "gate"
+    gate.unlink()  # the runs wait before `summary` until both partitions' first runs have started
+    try:
+        first, second, other = launch("p1", 1), launch("p1", 2), launch("p2", 3)
+        since = time.monotonic()
+        setup.wait_for_status(other, dg.DagsterRunStatus.STARTED, since)
+        while dg.DagsterRunStatus.STARTED not in (setup.status(first), setup.status(second)):
+            assert time.monotonic() - since < WAIT_S, "no run of p1 started"
+            time.sleep(0.1)
+    finally:
+        gate.touch()
     for run_id in (first, second, other):
         assert setup.dev.wait_for_run(run_id, WAIT_S) == "SUCCESS", setup.dev.run_messages(run_id)
     records = {run_id: setup.instance.get_run_record_by_id(run_id) for run_id in (first, second, other)}
