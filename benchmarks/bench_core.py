@@ -33,6 +33,7 @@ import pstats
 import random
 import re
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,8 +157,9 @@ def worker(kind: str, n: int, workdir: Path, profile: str | None) -> dict:
     import dagster as dg
 
     profiles = _profile_threads() if profile else []
-    (workdir / "instance").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(workdir / "instance"))
+    instance_dir = Path(os.environ.get("BENCH_INSTANCE_DIR") or workdir) / f"instance_{workdir.name}"
+    instance_dir.mkdir()
+    instance = dg.DagsterInstance.local_temp(str(instance_dir))
     measure = MEASUREMENTS[kind]
     measure(load_dataflow(workdir, "warmup", WARMUP_NODES), instance, workdir)()
     call = measure(load_dataflow(workdir, "flow", n), instance, workdir)
@@ -174,6 +176,9 @@ def worker(kind: str, n: int, workdir: Path, profile: str | None) -> dict:
     if run_id is not None:  # every event the run stored, by type (user log lines as "LOG")
         for entry in instance.all_logs(run_id):
             events[entry.dagster_event.event_type_value if entry.dagster_event else "LOG"] += 1
+    instance.dispose()
+    if instance_dir.parent != workdir:
+        shutil.rmtree(instance_dir)
     return {"seconds": elapsed, "events": sum(events.values()), "events_by_type": dict(events)}
 
 
@@ -193,7 +198,7 @@ def _profile_threads() -> list[cProfile.Profile]:
 # -- driver ---------------------------------------------------------------------------------------
 
 
-def run_worker(kind: str, n: int, profile: str | None = None) -> dict:
+def run_worker(kind: str, n: int, profile: str | None = None, instance_dir: str | None = None) -> dict:
     """One measurement in a fresh process whose state (instance, data, lineage) is all temporary."""
     with tempfile.TemporaryDirectory(prefix="bench_core_") as tmp:
         folder = Path(tmp)
@@ -206,6 +211,7 @@ def run_worker(kind: str, n: int, profile: str | None = None) -> dict:
             DAGSTER_HOME=str(folder / "dagster_home"),
             PIPELINE_DATA_DIR=str(folder / "data"),
             OPENLINEAGE_CONFIG=str(folder / "openlineage.yml"),
+            BENCH_INSTANCE_DIR=instance_dir or "",
         )
         command = [sys.executable, __file__, "--worker", kind, str(n), tmp]
         command += ["--profile", profile] if profile else []
@@ -228,13 +234,13 @@ def revision() -> str:
     return commit + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def measure_size(n: int, repeat: int, single_max: int) -> dict:
+def measure_size(n: int, repeat: int, single_max: int, instance_dir: str | None) -> dict:
     """`repeat` rounds of one sample of each kind, interleaved so drift hits every kind alike."""
     kinds = [k for k in KINDS if k != "single" or n <= single_max]
     samples: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for r in range(repeat):
         for kind in kinds:
-            sample = run_worker(kind, n)
+            sample = run_worker(kind, n, instance_dir=instance_dir)
             sample["load_average"] = os.getloadavg()[0]  # other work on the machine skews samples
             samples[kind].append(sample)
             print(
@@ -276,14 +282,15 @@ def measure_size(n: int, repeat: int, single_max: int) -> dict:
     return row
 
 
-def measure_all(sizes: list[int], repeat: int, single_max: int) -> dict:
+def measure_all(sizes: list[int], repeat: int, single_max: int, instance_dir: str | None) -> dict:
     load_before, revision_before = os.getloadavg()[0], revision()
-    runs = {n: measure_size(n, repeat, single_max) for n in sizes}
+    runs = {n: measure_size(n, repeat, single_max, instance_dir) for n in sizes}
     small, large = runs[sizes[0]], runs[sizes[-1]]
     return {
         "revision": revision_before,
         "revision_after": revision(),  # differs when the code changed during the run
         "repeat": repeat,
+        "instance_dir": instance_dir or "temporary folder",
         "load_average": [load_before, os.getloadavg()[0]],  # other work on the machine skews all
         "cpus": os.cpu_count(),
         "single_max": single_max,
@@ -309,7 +316,8 @@ def print_tables(results: dict) -> None:
     sizes = list(results["sizes"])
     print(
         f"\nrevision {results['revision']}, median of {results['repeat']} run(s) each, load average "
-        f"{load_before:.2f} before and {load_after:.2f} after on {results['cpus']} CPUs\n"
+        f"{load_before:.2f} before and {load_after:.2f} after on {results['cpus']} CPUs, Dagster instance in "
+        f"{results['instance_dir']}\n"
     )
     print(
         "| N | raw | Dagster, multi-assets of 50 | floor | ours | ours / floor | ms/asset ours "
@@ -419,6 +427,10 @@ def main() -> None:
         help="largest N at which the single-multi-asset baseline runs (0: never)",
     )
     parser.add_argument("--profile", metavar="DIR", help="profile raw, dagster, ours at the largest size")
+    parser.add_argument(
+        "--instance-dir",
+        help="where each run's Dagster instance lives (e.g. /dev/shm on a noisy disk); default: its temporary folder",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -428,7 +440,7 @@ def main() -> None:
         return
 
     sizes = sorted(set(args.sizes))
-    results = measure_all(sizes, args.repeat, args.single_max)
+    results = measure_all(sizes, args.repeat, args.single_max, args.instance_dir)
     print_tables(results)
     if args.profile:
         results["profile"] = profile_largest(Path(args.profile).resolve(), sizes[-1])
