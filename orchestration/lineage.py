@@ -176,10 +176,9 @@ def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException 
     if not delivery().spool.claim(once(run.run_id, "END")):
         return False
     start_run(run)  # a run that died before its first step still gets its START
-    parts = events.SerializedParts(run)
+    parts, unfinished = events.SerializedParts(run), "the run ended before this asset finished"
     for job in open_asset_runs(run.run_id):
-        error = "the run ended before this asset finished"
-        emit(events.asset_event(state, parts, job, error=error), once(run.run_id, "asset-END", job.run_key))
+        emit(events.asset_event(state, parts, job, error=unfinished), once(run.run_id, "asset-END", job.run_key))
     emit(events.run_event(state, run, error))
     return True
 
@@ -202,7 +201,7 @@ class _ObservedRun:
     runner: StepRunner
     parts: events.SerializedParts
     target: LineageDelivery  # resolved once a step: `delivery()` reads the whole environment
-    ended: list = dataclasses.field(default_factory=list)  # asset events spooled at `before_report`
+    pending: list = dataclasses.field(default_factory=list)  # asset events spooled at `before_report`
 
 
 class OpenLineageObserver(StepObserver):
@@ -261,9 +260,9 @@ class OpenLineageObserver(StepObserver):
 
     def before_report(self, context) -> None:
         """The asset events of everything about to be reported, durable in one commit."""
-        if (observed := self._runs.get(context.run.run_id)) is not None and observed.ended:
-            emit_all(observed.ended, observed.target)
-            observed.ended.clear()
+        if (observed := self._runs.get(context.run.run_id)) is not None and observed.pending:
+            emit_all(observed.pending, observed.target)
+            observed.pending.clear()
 
     def step_finished(self, context, success: bool) -> None:
         self.before_report(context)  # a failed asset's FAIL, when nothing was reported after it
@@ -278,7 +277,7 @@ class OpenLineageObserver(StepObserver):
         run_id = observed.run.run_id
         end = events.asset_event(state, observed.parts, job, inputs, outputs, error)
         start = events.start_of(end, self._started.pop((run_id, job.run_key), None))
-        observed.ended.extend(
+        observed.pending.extend(
             [(start, once(run_id, "asset-START", job.run_key), job), (end, once(run_id, "asset-END", job.run_key), None)]
         )
 

@@ -56,6 +56,10 @@ def test_a_long_node_killed_mid_run_gets_fail_from_the_sensor_exactly_once(data_
     assert counts[("first", "START")] == 1 and counts[("first", "COMPLETE")] == 1  # stored before
     assert counts[("second", "START")] == 1 and counts[("second", "FAIL")] == 1
     assert counts[("third", "START")] == 0
+    [run_fail] = [e for e in events if e["job"]["name"] == run_job and e["eventType"] == "FAIL"]
+    asset_fail = next(e for e in events if e["job"]["name"].endswith(".second") and e["eventType"] == "FAIL")
+    assert asset_fail["run"]["facets"]["errorMessage"]["message"] == "the run ended before this asset finished"
+    assert run_fail["run"]["facets"]["errorMessage"]["message"] != asset_fail["run"]["facets"]["errorMessage"]["message"]
     by_run = Counter(e["run"]["runId"] for e in events if e["eventType"] in ("COMPLETE", "FAIL", "ABORT"))
     assert set(by_run.values()) == {1}
     assert lineage.delivery().spool.pending() == []
