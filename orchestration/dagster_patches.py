@@ -1,14 +1,19 @@
-"""A narrowly scoped fix of a quadratic path in Dagster 1.13's step execution.
+"""Two narrowly scoped fixes of per-output costs in Dagster 1.13's step execution.
 
-For every asset output a step yields, Dagster checks that the step yields its assets in
-topological order, and to do so calls `StepExecutionContext.get_output_asset_keys()`, which walks
-all N outputs of the step and builds a set of all N keys for each of them: O(N²) per output, so a
-multi-asset of 1,000 outputs spends most of its time there (docs/architecture.md, "Dagster's
-per-output cost in one multi-asset").
-The result cannot change during a step (the step's outputs and the run's selection are fixed), so
-computing it once per step context keeps the check exactly as it is and makes it cheap.
+A multi-asset of N outputs should cost N times one output. In Dagster 1.13 it does not
+(docs/architecture.md, "Dagster's per-output cost in one multi-asset"):
 
-Nothing happens on import: the step runner calls `install_output_keys_cache()` explicitly.
+- **Output keys, O(N²) per output.** For every asset output, the topological-order check calls
+  `StepExecutionContext.get_output_asset_keys()`, which walks all N outputs and builds a set of
+  all N keys for each. The result cannot change during a step, so it is computed once per step
+  context; the check itself is unchanged.
+- **Provenance, one query per in-step parent.** Each materialization records its parents' latest
+  events. A parent materialized earlier in the same step is fetched alone, by its first child, so
+  a step makes about one `get_asset_records` query per asset. Here, the parents whose new events
+  are already stored are fetched together, with the first of them a child asks for: the same
+  records, in one query per batch. The asset being materialized is never fetched early.
+
+Nothing happens on import: the step runner calls `install_step_patches()` explicitly.
 """
 
 from __future__ import annotations
@@ -22,45 +27,55 @@ import dagster
 
 logger = logging.getLogger(__name__)
 
-_CACHE_ATTRIBUTE = "_dagster_patches_output_asset_keys"
+_OUTPUT_KEYS = "_dagster_patches_output_asset_keys"
+_IN_STEP_PARENTS = "_dagster_patches_in_step_parents"
+_MATERIALIZING = "_dagster_patches_materializing"
+_STORED = "_dagster_patches_stored_unfetched"
 _install_lock = threading.Lock()
 _installed = False
 
 
 def is_affected_dagster_version(version: str) -> bool:
-    """Whether this Dagster version has the per-output recomputation (read in 1.13.27's source).
+    """Whether this Dagster version has both per-output costs (read in 1.13.27's source).
 
-    Other versions are refused until `test_dagster_still_recomputes_output_keys_per_output`
-    shows that they need the fix too.
+    Other versions are refused until the tests that probe unpatched Dagster
+    (`tests/orchestration/test_dagster_patches.py`) show that they need the fixes too.
     """
     return version.split(".")[:2] == ["1", "13"]
 
 
-def install_output_keys_cache() -> bool:
-    """Makes `StepExecutionContext.get_output_asset_keys()` computed once per step context.
+def install_step_patches() -> bool:
+    """Installs both fixes on Dagster's classes.
 
-    Process-wide: it replaces the method on Dagster's class, for every step this process runs
-    from then on. Idempotent and safe to call from several threads. Returns True when the cache
-    is installed (now or before), False on a Dagster version it is not meant for.
+    Process-wide: every step this process runs from then on uses them. Idempotent and safe to call
+    from several threads. Returns True when they are installed (now or before), False on a Dagster
+    version they are not meant for.
     """
     global _installed
     if not is_affected_dagster_version(dagster.__version__):
         logger.debug(
-            "Not caching get_output_asset_keys: Dagster %s is not a version known to recompute "
-            "it for every output (1.13.x)",
+            "Not patching Dagster's step execution: Dagster %s is not a version known to have "
+            "its per-output costs (1.13.x)",
             dagster.__version__,
         )
         return False
     with _install_lock:
         if not _installed:
-            # A private module: imported only once the version is known to have it.
+            # Private modules: imported only once the version is known to have them.
+            from dagster._core.execution.context.data_version_cache import DataVersionCache
             from dagster._core.execution.context.system import StepExecutionContext
 
             StepExecutionContext.get_output_asset_keys = _computed_once_per_context(
                 StepExecutionContext.get_output_asset_keys
             )
+            DataVersionCache.wipe_input_asset_version_info = _remembering_stored_events(
+                DataVersionCache.wipe_input_asset_version_info
+            )
+            DataVersionCache.maybe_fetch_and_get_input_asset_version_info = _fetching_in_batches(
+                DataVersionCache.maybe_fetch_and_get_input_asset_version_info
+            )
             _installed = True
-            logger.debug("Cached get_output_asset_keys per step (Dagster %s)", dagster.__version__)
+            logger.debug("Patched Dagster %s's step execution", dagster.__version__)
     return True
 
 
@@ -69,9 +84,61 @@ def _computed_once_per_context(compute: Callable) -> Callable:
 
     @functools.wraps(compute)
     def get_output_asset_keys(self):
-        cached = self.__dict__.get(_CACHE_ATTRIBUTE)
+        cached = self.__dict__.get(_OUTPUT_KEYS)
         if cached is None:
-            cached = self.__dict__[_CACHE_ATTRIBUTE] = frozenset(compute(self))
+            cached = self.__dict__[_OUTPUT_KEYS] = frozenset(compute(self))
         return cached
 
     return get_output_asset_keys
+
+
+def _remembering_stored_events(wipe: Callable) -> Callable:
+    """Dagster's wipe, which it calls for each output just before building that output's event.
+
+    The output wiped before this one has had its event stored since (Dagster stores an output's
+    events before it takes the next output), so if a child in this step will ask for its record,
+    it can be fetched now. The output wiped now cannot: its new event is not stored yet.
+    """
+
+    @functools.wraps(wipe)
+    def wipe_input_asset_version_info(self, key):
+        wipe(self, key)
+        previous = self.__dict__.get(_MATERIALIZING)
+        if previous is not None and previous in _in_step_parents(self):
+            self.__dict__.setdefault(_STORED, {})[previous] = None  # a dict keeps the order
+        self.__dict__[_MATERIALIZING] = key
+
+    return wipe_input_asset_version_info
+
+
+def _fetching_in_batches(maybe_fetch: Callable) -> Callable:
+    """Dagster's lookup, which fetches with `key` the other stored, unfetched in-step parents."""
+
+    @functools.wraps(maybe_fetch)
+    def maybe_fetch_and_get_input_asset_version_info(self, key):
+        stored = self.__dict__.get(_STORED)
+        if stored and key not in self.input_asset_version_info:
+            known = self.input_asset_version_info
+            batch = [key, *(other for other in stored if other != key and other not in known)]
+            stored.clear()
+            self._fetch_input_asset_version_info(batch)
+        return maybe_fetch(self, key)
+
+    return maybe_fetch_and_get_input_asset_version_info
+
+
+def _in_step_parents(cache) -> frozenset:
+    """The step's outputs that another output of the same step depends on, computed once."""
+    parents = cache.__dict__.get(_IN_STEP_PARENTS)
+    if parents is None:
+        context = cache._context  # noqa: SLF001 - the step context Dagster gave this cache
+        outputs = context.get_output_asset_keys()
+        asset_layer = context.job_def.asset_layer
+        parents = cache.__dict__[_IN_STEP_PARENTS] = frozenset(
+            parent
+            for output in outputs
+            if asset_layer.has(output)
+            for parent in asset_layer.get(output).parent_keys
+            if parent in outputs
+        )
+    return parents

@@ -30,7 +30,7 @@ from orchestration.hamilton_stream import NodeResult, ResultStream
 from orchestration.metadata import materialization_metadata, row_count
 from orchestration.paths import assets_dir
 from orchestration.callbacks import CallbackThread, ProgressCallback
-from orchestration.dagster_patches import install_output_keys_cache
+from orchestration.dagster_patches import install_step_patches
 from orchestration.live_nodes import NodeWatch
 from orchestration.progress import ProgressSettings, StepProgress
 from orchestration.storage import StoredValue, ValueStore
@@ -189,7 +189,7 @@ class StepRunner:
 
     def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         _exit_with_run_worker()
-        install_output_keys_cache()
+        install_step_patches()
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
         step = _Step(self, context, plan_selection(self.dataflow, selected))
         self.notify("step_started", context, self, step.plan)
