@@ -56,7 +56,13 @@ from dagster import DagsterEventType  # noqa: E402
 from bench_core import load_dataflow  # noqa: E402
 from hamilton_pipelines import ml_pipeline, sales_analytics  # noqa: E402
 from hamilton_pipelines.sample_data import write_sample_sales  # noqa: E402
-from orchestration import hamilton_assets, lineage, lineage_hooks, storage  # noqa: E402
+from orchestration import hamilton_assets  # noqa: E402
+from orchestration.lineage.runs import dagster_run  # noqa: E402
+from orchestration.lineage.delivery import LineageSpool  # noqa: E402
+from orchestration.lineage.observer import OpenLineageObserver  # noqa: E402
+from orchestration.lineage import client as lineage_client  # noqa: E402
+from orchestration.lineage import runs as lineage_runs  # noqa: E402
+from orchestration.storage import store as storage  # noqa: E402
 from tests.lineage.http_receiver import LineageReceiver, free_port  # noqa: E402
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the same in every configuration
@@ -90,18 +96,17 @@ class Breakdown:
     def __init__(self):
         self.current: dict[str, float] = {}
         self._cpu: dict[int, float] = {}
-        observer = lineage.OpenLineageObserver
+        observer = OpenLineageObserver
         callbacks = (
             "step_started", "asset_started", "asset_running", "asset_materialized", "asset_failed",
             "before_report", "step_finished",
         )
         for method in callbacks:
             self._wrap(observer, method, "observer (all callbacks)")
-        self._wrap(lineage_hooks, "_end_run_if_last_step", "hooks (end of run)")
+        self._wrap(lineage_runs, "_end_run_if_last_step", "hooks (end of run)")
         # every spool write goes through emit_all (emit calls it); wrapping both would count twice
-        spool_write = "emit_all" if hasattr(lineage, "emit_all") else "emit"
-        self._wrap(lineage, spool_write, "  emit (claims + spool write, one SQLite commit)")
-        self._wrap(lineage, "drain", "  drain (wait at step end)")
+        self._wrap(lineage_client, "emit_all", "  emit (claims + spool write, one SQLite commit)")
+        self._wrap(lineage_client, "drain", "  drain (wait at step end)")
         # not lineage's, but it flushes the spool's writes too: one syncfs of the data directory
         self._wrap(storage.ValueStore, "sync", "value store sync (step end)")
         self._time_gc()
@@ -185,7 +190,7 @@ def identity(event: dict) -> str:
 def recover(config: str, data_dir: Path, urls: dict[str, str], timeout_s: float) -> tuple[int, float]:
     """Delivers what `config` left spooled; returns (still pending, seconds)."""
     set_lineage_env(config, data_dir, urls)
-    target = lineage.delivery()
+    target = lineage_client.delivery()
     started = time.monotonic()
     while True:
         _, pending = target.deliver_pending()  # (0, n) while the delivery thread holds the lock
@@ -247,7 +252,7 @@ def run_part(
 
         # What each configuration wrote: its spool now, plus what its backend already took.
         # (Read after the timed runs, so counting costs them nothing.)
-        spools = {c: lineage.LineageSpool(data_dirs[c] / "lineage" / "spool") for c in configs}
+        spools = {c: LineageSpool(data_dirs[c] / "lineage" / "spool") for c in configs}
         spooled = {c: [event for _, payload in spools[c].pending() for event in _events(payload)] for c in configs}
         received_while_down = {c: backends[c].events for c in backend_configs}
         # Evidence that the dead backends were tried: requests held, the delivery's last error.
@@ -255,7 +260,7 @@ def run_part(
         last_error = {}
         for c in backend_configs:
             set_lineage_env(c, data_dirs[c], urls)
-            target = lineage.delivery()
+            target = lineage_client.delivery()
             error, since = target.last_error, getattr(target, "in_flight_since", None)
             if error is None:  # reset when a delivery attempt starts
                 error = "none yet: an attempt is under way" + (
@@ -271,7 +276,7 @@ def run_part(
         }
         delivered = {c: backends[c].events for c in backend_configs}
         owner = {
-            lineage.dagster_run(instance, run_id).openlineage_run_id: config
+            dagster_run(instance, run_id).openlineage_run_id: config
             for config in configs for run_id in runs[config]
         }
         materialized = {  # Dagster's count of materialized assets per run
@@ -280,7 +285,7 @@ def run_part(
             )
             for config in configs for run_id in runs[config]
         }
-        ol_run = {run_id: lineage.dagster_run(instance, run_id).openlineage_run_id
+        ol_run = {run_id: dagster_run(instance, run_id).openlineage_run_id
                   for config in configs for run_id in runs[config]}
     finally:
         for backend in backends.values():

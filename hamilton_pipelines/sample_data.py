@@ -95,3 +95,21 @@ def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hamilton_pipelines.sample_data LANDING_DIR [--days 7] [--start 2026-01-01]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write generated daily sales CSVs into a folder.")
+    parser.add_argument("landing_dir")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--start", default="2026-01-01")
+    args = parser.parse_args(argv)
+    paths = write_sample_sales(args.landing_dir, days=args.days, start=args.start)
+    print(f"wrote {len(paths)} sample sales file(s) to {Path(args.landing_dir).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,8 +3,8 @@
 
 from orchestration.assets import hamilton_assets, hamilton_assets_by_group
 from orchestration.errors import DataflowError, MissingUpstreamError, StorageError
-from orchestration.formats import ValueFormat
-from orchestration.storage import ValueStore
+from orchestration.storage.formats import ValueFormat
+from orchestration.storage.store import ValueStore
 from orchestration.translator import HamiltonTranslator
 
 __all__ = [

@@ -6,27 +6,28 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from graphlib import CycleError, TopologicalSorter
 from types import ModuleType
 from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.utils import DISALLOWED_NAMES
 
-from orchestration import lineage_hooks
 from orchestration.dataflow import Dataflow, InputNode
-from orchestration.heap import paused_gc
 from orchestration.errors import DataflowError
-from orchestration.execution import StepRunner, plan_selection
-from orchestration.formats import DEFAULT_FORMATS, ValueFormat
-from orchestration.hamilton_stream import ParallelNodes, ResultStream
-from orchestration.lineage import OpenLineageObserver
-from orchestration.metrics import PrometheusObserver
+from orchestration.execution.hamilton_stream import ParallelNodes, ResultStream
+from orchestration.execution.plan import plan_selection
+from orchestration.execution.runner import StepRunner
+from orchestration.heap import paused_gc
+from orchestration.lineage import runs as lineage_runs
+from orchestration.lineage.observer import OpenLineageObserver
+from orchestration.monitoring.callbacks import ProgressCallback
+from orchestration.monitoring.metrics import PrometheusObserver
+from orchestration.monitoring.progress import ProgressSettings
+from orchestration.monitoring.terminal import TerminalProgress
 from orchestration.paths import assets_dir
-from orchestration.callbacks import ProgressCallback
-from orchestration.progress import ProgressSettings
-from orchestration.split import assets_by_group
-from orchestration.storage import ValueStore
-from orchestration.terminal_progress import TerminalProgress
+from orchestration.storage.formats import DEFAULT_FORMATS, ValueFormat
+from orchestration.storage.store import ValueStore
 from orchestration.translator import HamiltonTranslator, is_valid_key
 
 CONFIG_TYPES = {str: str, int: int, float: float, bool: bool}
@@ -208,7 +209,7 @@ class _DataflowAssets:
             backfill_policy=self.backfill_policy,
             pool=self.pool,
             op_tags=self.op_tags,
-            hooks={lineage_hooks.step_succeeded, lineage_hooks.step_failed},
+            hooks={lineage_runs.step_succeeded, lineage_runs.step_failed},
         )
         def _dataflow(context):  # annotations are strings here, which Dagster's check rejects
             yield from runner.run(context)
@@ -302,3 +303,36 @@ def _field(input_node: InputNode, config_type: Any) -> dg.Field:
     if input_node.has_default:
         return dg.Field(config_type, default_value=input_node.default, description=description)
     return dg.Field(config_type, is_required=True, description=description)
+
+# Asset groups: one step per group. Independent groups then run in parallel under the multiprocess
+# or Celery executor, and a group loads what other groups computed from the value store. A group is
+# one step, so groups must not depend on each other in a circle: Dagster would then run one group
+# as two steps, and the second would silently ignore the run config given to the first.
+
+
+def assets_by_group(dataflow: Dataflow, group_of: Mapping[str, str]) -> dict[str, list[str]]:
+    """The dataflow's assets per group, each in topological order, groups upstream first."""
+    members: dict[str, list[str]] = {}
+    upstream_groups: dict[str, set[str]] = {}
+    crossing: dict[tuple[str, str], tuple[str, str]] = {}  # (from group, to group) -> a node pair
+    for name, asset in dataflow.assets.items():
+        group = group_of[name]
+        members.setdefault(group, []).append(name)
+        upstream_groups.setdefault(group, set())
+        for up in asset.upstream:
+            if group_of[up] != group:
+                upstream_groups[group].add(group_of[up])
+                crossing.setdefault((group_of[up], group), (up, name))
+    try:
+        order = list(TopologicalSorter(upstream_groups).static_order())
+    except CycleError as error:
+        circle = error.args[1]  # each group feeds the next; the last is the first again
+        edges = [crossing[pair] for pair in zip(circle, circle[1:])]
+        path = ", ".join(f"{up} ({group_of[up]}) → {down} ({group_of[down]})" for up, down in edges)
+        raise DataflowError(
+            f"Asset groups {' → '.join(circle)} of dataflow '{dataflow.name}' depend on each other "
+            f"in a circle: {path}. Each group runs as one step, so none of them can go first. Fix: "
+            "put these nodes in one group (@tag(**{'dagster.group': ...}) or the translator's "
+            "get_group_name), or use hamilton_assets() to run the dataflow as one step."
+        ) from None
+    return {group: members[group] for group in order}

@@ -241,6 +241,21 @@ class Dataflow:
         """The asset a node works for: itself, its parent, the checked asset, or its function's."""
         return self.owner.get(node_name)
 
+    def needed_by(self, outputs: typing.Iterable[str], stop_at: typing.Container[str] = ()) -> set[str]:
+        """The outputs and every node they need, not walking past nodes in `stop_at` (those are
+        included, what they need is not): what Hamilton runs when `stop_at` are overrides."""
+        needed = set(outputs)
+        pending = list(needed)
+        while pending:
+            name = pending.pop()
+            if name in stop_at:
+                continue
+            for dep in dependencies(self.nodes[name]):
+                if dep not in needed:
+                    needed.add(dep)
+                    pending.append(dep)
+        return needed
+
 
 def _build_driver(
     modules: Sequence[ModuleType], config: Mapping[str, typing.Any], adapters: Sequence[typing.Any]

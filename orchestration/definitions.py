@@ -1,6 +1,9 @@
 """The project's Dagster definitions: the shipped dataflows as assets, with their schedules and
 sensors (loaded by workspace.yaml).
 
+Loading them does no work beyond building them: `scripts/dev` writes the sample week of sales
+(`python -m hamilton_pipelines.sample_data`) into a landing folder that does not exist yet.
+
 Environment: `PIPELINE_DATA_DIR` (all local state), `LANDING_DIR` (where daily exports arrive),
 `PIPELINE_TIMEZONE` (the day boundary of the daily partitions and schedule, default UTC).
 """
@@ -11,13 +14,12 @@ import dagster as dg
 
 from hamilton_pipelines import ml_pipeline, sales_analytics
 from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
-from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration import hamilton_assets
-from orchestration.alerts import alert_sensors, alerting_from_env
-from orchestration.landing_sensor import landing_sensor
-from orchestration.lineage_hooks import lineage_sensors
+from orchestration.lineage.runs import lineage_sensors
+from orchestration.monitoring.slack_progress import progress_callbacks_from_env
+from orchestration.ops.alerts import alert_sensors, alerting_from_env
+from orchestration.ops.landing_sensor import landing_sensor
 from orchestration.paths import landing_dir
-from orchestration.slack_progress import progress_callbacks_from_env
 
 SAMPLE_START = "2026-01-01"
 RETRIES = dg.RetryPolicy(
@@ -25,20 +27,12 @@ RETRIES = dg.RetryPolicy(
 )
 
 
-def _landing_dir_with_sample_data() -> str:
-    """The landing folder; on a fresh checkout it gets a week of generated sample sales."""
-    landing = landing_dir()
-    if not landing.exists():
-        write_sample_sales(landing, start=SAMPLE_START)
-    return str(landing)
-
-
 daily = dg.DailyPartitionsDefinition(
     start_date=SAMPLE_START, timezone=os.environ.get("PIPELINE_TIMEZONE", "UTC")
 )
 sales_assets = hamilton_assets(
     sales_analytics,
-    config={"sales_scope": "daily", "landing_dir": _landing_dir_with_sample_data()},
+    config={"sales_scope": "daily", "landing_dir": str(landing_dir())},
     partitions_def=daily,
     partition_input="sales_date",
     retry_policy=RETRIES,
@@ -84,7 +78,7 @@ sales_landing = landing_sensor(
     minimum_interval_seconds=int(os.environ.get("LANDING_SENSOR_INTERVAL_S", "30")),
 )
 
-# Alerts go to every notifier configured in the environment (see orchestration/alerts.py);
+# Alerts go to every notifier configured in the environment (see orchestration/ops/alerts.py);
 # SUCCESS_NOTICE_JOBS=sales_daily also announces that job's successful runs.
 notice_jobs = [job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")]
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestration.dataflow import Dataflow, InputNode, dependencies
-from orchestration.hamilton_stream import NodeResult, ResultStream
-from orchestration.terminal_progress import AssetBar, bar_wanted
+from orchestration.dataflow import Dataflow, InputNode
+from orchestration.execution.hamilton_stream import NodeResult, ResultStream
+from orchestration.monitoring.terminal import AssetBar, bar_wanted
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream = ResultStream()
         dataflow = Dataflow(modules, dict(args.config), adapters=[stream])
         outputs = _outputs(dataflow, args.output)
-        needed = _upstream(dataflow, outputs)
+        needed = dataflow.needed_by(outputs)
         inputs = _inputs(dataflow, needed, dict(args.input))
     except ValueError as error:  # DataflowError included
         parser.error(str(error))  # exits with status 2
@@ -110,18 +110,6 @@ def _outputs(dataflow: Dataflow, requested: Sequence[str]) -> list[str]:
             f"assets: {', '.join(dataflow.assets)} (or a column of one)."
         )
     return list(dict.fromkeys(requested)) or list(dataflow.assets)
-
-
-def _upstream(dataflow: Dataflow, outputs: Sequence[str]) -> set[str]:
-    """The outputs and every node they need (with no overrides, Hamilton runs exactly these)."""
-    needed = set(outputs)
-    pending = list(outputs)
-    while pending:
-        for dep in dependencies(dataflow.nodes[pending.pop()]):
-            if dep not in needed:
-                needed.add(dep)
-                pending.append(dep)
-    return needed
 
 
 def _inputs(dataflow: Dataflow, needed: set[str], given: Mapping[str, str]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from dagster._core.scheduler.instigation import (
 from dagster._serdes import deserialize_value, serialize_value
 
 from hamilton_pipelines.sample_data import write_sample_sales
-from orchestration.postgres_storage import PostgresStorage, psycopg2_url
+from orchestration.ops.postgres_storage import PostgresStorage, psycopg2_url
 from tests.deploy.postgres import PostgresServer, binary, free_port, postgres_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ killed-worker chain, and the partitioned dataflow of the concurrency tests."""
 import dagster as dg
 
 from orchestration import hamilton_assets
-from orchestration.lineage_hooks import lineage_sensors
+from orchestration.lineage.runs import lineage_sensors
 from tests.faults import concurrent_flow, kill_flow
 from tests.faults.concurrent_defs import PARTITIONS
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.storage import ValueStore
+from orchestration.storage.store import ValueStore
 from tests.deploy.postgres import postgres_fixture  # noqa: F401  (the `postgres` fixture)
 from tests.faults import concurrent_flow
 from tests.faults.conftest import BIN, ROOT

@@ -27,8 +27,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from orchestration import lineage
-from orchestration.storage import ValueStore
+from orchestration.lineage.runs import dagster_run
+from orchestration.storage.store import ValueStore
 from tests.faults import concurrent_flow, kill_flow
 from tests.faults.conftest import BIN, ROOT, alive, dagster_dev, descendants
 
@@ -123,7 +123,7 @@ class Setup:
 
     def events_of(self, run_id: str) -> list[str]:
         """Event types of the run's own OpenLineage run, as written to events.jsonl."""
-        root = lineage.dagster_run(self.instance, run_id).openlineage_run_id
+        root = dagster_run(self.instance, run_id).openlineage_run_id
         path = self.data_dir / "lineage" / "events.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
         return [e["eventType"] for e in map(json.loads, lines) if e["run"]["runId"] == root]

@@ -19,7 +19,8 @@ import dagster as dg
 import pytest
 
 from hamilton_pipelines import ml_pipeline
-from orchestration import hamilton_assets, lineage
+from orchestration import hamilton_assets
+from orchestration.lineage import client as lineage_client
 from tests.lineage.http_receiver import LineageReceiver
 from tests.lineage.test_delivery import (
     assert_one_start_and_one_end_per_run_id,
@@ -70,7 +71,7 @@ def test_an_outage_of_every_kind_slows_no_run_and_loses_no_event(ml_assets, data
             assert time.monotonic() < deadline, f"no delivery attempt {what} in {MODE_BOUND_S} s"
             time.sleep(0.1)
 
-    delivery = lineage.delivery()
+    delivery = lineage_client.delivery()
     run("ok")
     run("ok")
     run("500")

@@ -19,9 +19,10 @@ import dagster as dg
 import pytest
 
 from orchestration import hamilton_assets
-from orchestration.alerts import TIMEOUT_S as ALERT_TIMEOUT_S
-from orchestration.alerts import Alerting, SlackWebhook, SmtpEmail, alert_sensors
-from orchestration.slack_progress import PROGRESS_TIMEOUT_S, progress_callbacks_from_env
+from orchestration.notifiers import TIMEOUT_S as ALERT_TIMEOUT_S
+from orchestration.notifiers import SlackWebhook, SmtpEmail
+from orchestration.ops.alerts import Alerting, alert_sensors
+from orchestration.monitoring.slack_progress import PROGRESS_TIMEOUT_S, progress_callbacks_from_env
 from tests.conftest import run_event
 from tests.lineage.http_receiver import ENDPOINT, LineageReceiver, free_port
 from tests.orchestration import counting_flow

@@ -4,7 +4,7 @@ Every test materializes the shipped ML dataflow for real and points openlineage-
 transport (`OPENLINEAGE_URL`) at a local `LineageReceiver`. A run must never be slowed or broken by
 the backend, and no event may be lost: what the backend did not take stays in the spool and is sent,
 in spool order, once the backend is back (`LineageDelivery.deliver_pending()` or
-`python -m orchestration.lineage_cli flush`).
+`python -m orchestration.lineage.cli flush`).
 
 Timing bounds are generous on purpose: a run takes about 2 s here, while an implementation that sent
 events from the run itself would spend about 9 s per event against a refusing backend (urllib3's 5
@@ -24,7 +24,10 @@ import dagster as dg
 import pytest
 
 from hamilton_pipelines import ml_pipeline
-from orchestration import hamilton_assets, lineage
+from orchestration import hamilton_assets
+from orchestration.lineage.runs import dagster_run
+from orchestration.lineage.delivery import LineageSpool
+from orchestration.lineage import client as lineage_client
 from tests.lineage.http_receiver import LineageReceiver, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +62,7 @@ def lineage_env(data_dir, monkeypatch):
     for name in [k for k in os.environ if k.startswith("OPENLINEAGE")]:
         if name not in before:
             os.environ.pop(name, None)
-    spool = lineage.LineageSpool(data_dir / "lineage" / "spool")
+    spool = LineageSpool(data_dir / "lineage" / "spool")
     spool.delete([event_id for event_id, _ in spool.pending()])
 
 
@@ -85,7 +88,7 @@ def timed_run(assets, instance):
 
 
 def root_run_id(instance, result) -> str:
-    return lineage.dagster_run(instance, result.run_id).openlineage_run_id
+    return dagster_run(instance, result.run_id).openlineage_run_id
 
 
 def of_run(events: list[dict], root: str) -> list[dict]:
@@ -98,14 +101,14 @@ def of_run(events: list[dict], root: str) -> list[dict]:
 
 
 def spooled(data_dir) -> list[dict]:
-    spool = lineage.LineageSpool(data_dir / "lineage" / "spool")
+    spool = LineageSpool(data_dir / "lineage" / "spool")
     return [payload for _, payload in spool.pending()]
 
 
 def deliver_until_empty(timeout_s: float = DELIVERY_TIMEOUT_S) -> None:
     """Delivers synchronously until the spool is empty (bounded); the background thread may be
     holding the delivery lock in the middle of a retry, in which case this returns (0, pending)."""
-    target = lineage.delivery()
+    target = lineage_client.delivery()
     deadline = time.monotonic() + timeout_s
     while True:
         _, pending = target.deliver_pending()
@@ -133,9 +136,9 @@ def cli_env(overrides: dict[str, str]) -> dict[str, str]:
 
 
 def lineage_cli(command: str, env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
-    """`python -m orchestration.lineage_cli <command>` in a fresh process with only this configuration."""
+    """`python -m orchestration.lineage.cli <command>` in a fresh process with only this configuration."""
     return subprocess.run(
-        [sys.executable, "-m", "orchestration.lineage_cli", command],
+        [sys.executable, "-m", "orchestration.lineage.cli", command],
         cwd=ROOT, env=cli_env(env_overrides), capture_output=True, text=True, timeout=120,
     )
 
@@ -284,7 +287,7 @@ def test_wrongly_structured_config_keeps_events_spooled_until_it_is_fixed(
     result, seconds = timed_run(ml_assets, instance)
 
     assert result.success and seconds < RUN_BOUND_S
-    target = lineage.delivery()
+    target = lineage_client.delivery()
     deadline = time.monotonic() + 5
     while not target.last_error and time.monotonic() < deadline:  # the thread may hold the lock
         assert target.deliver_pending()[0] == 0
@@ -311,7 +314,7 @@ def test_config_file_with_a_yaml_syntax_error_keeps_events_spooled(ml_assets, da
     result, _ = timed_run(ml_assets, instance)
 
     assert result.success
-    lineage.delivery().drain(DELIVERY_TIMEOUT_S)
+    lineage_client.delivery().drain(DELIVERY_TIMEOUT_S)
     assert not (data_dir / "lineage" / "events.jsonl").exists()
     assert len(spooled(data_dir)) == expected_count(ml_assets)
 
@@ -353,15 +356,15 @@ EVENT = {"eventType": "START", "eventTime": "2026-01-01T00:00:00+00:00", "run": 
 
 def test_creating_the_transport_does_not_replace_the_delivery(data_dir, receiver, monkeypatch):
     monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
-    first = lineage.delivery()
+    first = lineage_client.delivery()
     first.spool.put(EVENT)
     assert first.deliver_pending() == (1, 0)  # the transport is created here
-    assert lineage.delivery() is first
+    assert lineage_client.delivery() is first
 
 
 def test_a_delivery_sends_through_the_configuration_it_was_created_for(data_dir, receiver, monkeypatch):
     monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
-    target = lineage.delivery()
+    target = lineage_client.delivery()
     with LineageReceiver("ok") as other:
         monkeypatch.setenv("OPENLINEAGE_URL", other.url)  # the next configuration, e.g. in a benchmark
         target.spool.put(EVENT)
@@ -374,7 +377,7 @@ def test_a_successful_delivery_clears_the_previous_backend_error(data_dir, recei
     config.write_text(f"transport:\n  type: http\n  url: {receiver.url}\n  retry:\n    total: 0\n")
     monkeypatch.setenv("OPENLINEAGE_CONFIG", str(config))
     receiver.set_mode("500")
-    target = lineage.delivery()
+    target = lineage_client.delivery()
     target.spool.put(EVENT)
     assert target.deliver_pending() == (0, 1) and target.last_error
 

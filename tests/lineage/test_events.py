@@ -11,7 +11,8 @@ from openlineage.client.uuid import generate_static_uuid
 
 from hamilton_pipelines import ml_pipeline, sales_analytics
 from hamilton_pipelines.sample_data import write_sample_sales
-from orchestration import hamilton_assets, lineage
+from orchestration import hamilton_assets
+from orchestration.lineage import client as lineage_client
 from tests.conftest import run_event
 from tests.lineage.openlineage_spec import require_spec, validate_event
 
@@ -21,7 +22,7 @@ TERMINAL = {"COMPLETE", "FAIL", "ABORT"}
 def read_events(data_dir) -> list[dict]:
     """Everything emitted so far, including what other (perhaps dead) processes left spooled."""
     deadline = time.monotonic() + 10
-    while lineage.delivery().deliver_pending()[1]:
+    while lineage_client.delivery().deliver_pending()[1]:
         assert time.monotonic() < deadline, "lineage events were not delivered within 10 s"
         time.sleep(0.05)
     path = data_dir / "lineage" / "events.jsonl"
@@ -240,7 +241,7 @@ def test_a_range_run_has_one_asset_run_per_partition(make_module, data_dir, inst
 
 
 def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, instance):
-    from orchestration.lineage_hooks import run_canceled
+    from orchestration.lineage.runs import run_canceled
 
     flow = make_module("def a() -> int:\n    return 1\n")
     job = dg.Definitions(assets=[hamilton_assets(flow)]).resolve_implicit_global_asset_job_def()
@@ -262,7 +263,7 @@ def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, i
 
 
 def test_datasets_in_an_object_store_are_named_by_bucket_and_key():
-    from orchestration.lineage_events import dataset_id
+    from orchestration.lineage.events import dataset_id
 
     assert dataset_id("/data/assets/a/value.parquet") == ("file", "/data/assets/a/value.parquet")
     assert dataset_id("file:///data/a.parquet") == ("file", "/data/a.parquet")

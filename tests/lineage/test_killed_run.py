@@ -8,8 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration import lineage
-from orchestration.lineage_hooks import run_failed
+from orchestration.lineage.runs import open_asset_runs
+from orchestration.lineage import client as lineage_client
+from orchestration.lineage.runs import run_failed
 from tests.conftest import run_event
 from tests.lineage.test_events import read_events
 
@@ -62,7 +63,7 @@ def test_a_long_node_killed_mid_run_gets_fail_from_the_sensor_exactly_once(data_
     assert run_fail["run"]["facets"]["errorMessage"]["message"] != asset_fail["run"]["facets"]["errorMessage"]["message"]
     by_run = Counter(e["run"]["runId"] for e in events if e["eventType"] in ("COMPLETE", "FAIL", "ABORT"))
     assert set(by_run.values()) == {1}
-    assert lineage.delivery().spool.pending() == []
+    assert lineage_client.delivery().spool.pending() == []
 
 
 def test_a_quick_node_killed_leaves_no_asset_run_open(data_dir, instance):
@@ -75,4 +76,4 @@ def test_a_quick_node_killed_leaves_no_asset_run_open(data_dir, instance):
     assert counts[(run.job_name, "START")] == 1 and counts[(run.job_name, "FAIL")] == 1
     assert counts[("second", "START")] == 0 and counts[("second", "FAIL")] == 0
     assert counts[("third", "START")] == 0
-    assert lineage.open_asset_runs(run.run_id) == []
+    assert open_asset_runs(run.run_id) == []

@@ -4,7 +4,7 @@ the default executor (a process per step) and the lineage sensors (a canceled ru
 import dagster as dg
 
 from orchestration import hamilton_assets
-from orchestration.lineage_hooks import lineage_sensors
+from orchestration.lineage.runs import lineage_sensors
 from tests.live import slow_flow
 
 defs = dg.Definitions(assets=[hamilton_assets(slow_flow)], sensors=lineage_sensors())

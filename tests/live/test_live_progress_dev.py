@@ -33,8 +33,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration import lineage
-from orchestration.storage import ValueStore
+from orchestration.lineage.runs import dagster_run
+from orchestration.storage.store import ValueStore
 from tests.dagster_dev import FINISHED, LOCATION, DagsterDev
 from tests.faults.conftest import alive, dagster_dev
 from tests.live.slow_flow import SLOW_S
@@ -182,7 +182,7 @@ def test_a_long_node_shows_as_running_and_terminating_it_cancels_the_run_at_once
     assert [p for p in store_root.rglob("*") if p.name.endswith(".tmp")] == []
 
     # 6. Lineage: ABORT for the run and for `slow` (started while it ran), each exactly once.
-    run = lineage.dagster_run(live.instance, run_id)
+    run = dagster_run(live.instance, run_id)
     by_run = {run.openlineage_run_id: "run", **{run.asset_run_id(name): name for name in ASSETS}}
 
     def event_types() -> dict[str, list[str]]:

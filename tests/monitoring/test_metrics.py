@@ -13,8 +13,9 @@ import dagster as dg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestration import hamilton_assets, metrics
-from orchestration.progress import ProgressSettings
+from orchestration import hamilton_assets
+from orchestration.monitoring import metrics
+from orchestration.monitoring.progress import ProgressSettings
 from tests.monitoring.conftest import api, free_port, query, wait_for
 from tests.orchestration import counting_flow
 

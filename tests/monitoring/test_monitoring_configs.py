@@ -1,5 +1,5 @@
 """The shipped monitoring configs: Prometheus and promtool accept them, Prometheus loads the alert,
-and the Grafana dashboard queries the metrics `orchestration.metrics` exports, in valid PromQL."""
+and the Grafana dashboard queries the metrics `orchestration.monitoring.metrics` exports, in valid PromQL."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 
 import yaml
 
-from orchestration import metrics
+from orchestration.monitoring import metrics
 from tests.monitoring.conftest import MONITORING, api, binary
 
 DASHBOARD = MONITORING / "grafana" / "hamilton_dashboard.json"

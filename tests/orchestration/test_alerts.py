@@ -9,13 +9,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from orchestration import hamilton_assets
-from orchestration.alerts import (
-    Alerting,
-    SlackWebhook,
-    SmtpEmail,
-    alert_sensors,
-    alerting_from_env,
-)
+from orchestration.notifiers import SlackWebhook, SmtpEmail
+from orchestration.ops.alerts import Alerting, alert_sensors, alerting_from_env
 from tests.conftest import run_event
 
 WEBHOOK_SECRET_PATH = "/services/T000/B000/marker-secret-hook-4711"

@@ -16,8 +16,8 @@ from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.execution.context.data_version_cache import DataVersionCache
 from dagster._core.execution.context.system import StepExecutionContext
 
-from orchestration import dagster_patches
-from orchestration.dagster_patches import install_step_patches, is_affected_dagster_version
+from orchestration.execution import dagster_patches
+from orchestration.execution.dagster_patches import install_step_patches, is_affected_dagster_version
 
 REPO = Path(__file__).resolve().parents[2]
 PATCHED = [
@@ -136,7 +136,7 @@ def test_dagster_still_recomputes_output_keys_per_output():
         f"Dagster {probe['version']} no longer builds AssetsDefinition.asset_and_check_keys ~N² "
         f"times in one step of N outputs ({probe['evaluations']} times for N={n}): the quadratic "
         "path looks fixed upstream. Re-measure a multi-asset of 1,000 outputs without the patch; "
-        "then remove orchestration.dagster_patches, or restrict its version guard to older "
+        "then remove orchestration.execution.dagster_patches, or restrict its version guard to older "
         "versions (docs/architecture.md, Dagster's per-output cost)."
     )
 
@@ -170,7 +170,7 @@ def test_importing_the_module_patches_nothing():
             DataVersionCache.wipe_input_asset_version_info,
             DataVersionCache.maybe_fetch_and_get_input_asset_version_info,
         ]
-        from orchestration import dagster_patches
+        from orchestration.execution import dagster_patches
 
         assert methods == [
             StepExecutionContext.get_output_asset_keys,

@@ -43,12 +43,14 @@ def test_the_cli_backfills_a_date_range_in_one_run(tmp_path):
 
     from dagster._core.instance.ref import InstanceRef
 
+    from hamilton_pipelines.sample_data import write_sample_sales
     from orchestration import ValueStore
 
     root = Path(__file__).resolve().parents[2]
     home = tmp_path / "dagster_home"
     home.mkdir()
     data = tmp_path / "data"
+    write_sample_sales(data / "landing", days=4, start="2026-01-01")
     env = {**os.environ, "PIPELINE_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "orchestration.definitions",

@@ -7,7 +7,7 @@ import pytest
 
 from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
 from hamilton_pipelines.sample_data import write_sample_sales
-from orchestration.landing_sensor import landing_sensor
+from orchestration.ops.landing_sensor import landing_sensor
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 

@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 
 from orchestration import hamilton_assets
-from orchestration.callbacks import CallbackThread
-from orchestration.live_nodes import NodeWatch
-from orchestration.progress import ProgressSettings, StepProgress
+from orchestration.monitoring.callbacks import CallbackThread
+from orchestration.monitoring.live_nodes import NodeWatch
+from orchestration.monitoring.progress import ProgressSettings, StepProgress
 
 
 class Clock:

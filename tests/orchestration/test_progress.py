@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 
 from orchestration import hamilton_assets
-from orchestration.alerts import SlackWebhook
-from orchestration.callbacks import RateLimited
-from orchestration.progress import StepProgress
-from orchestration.slack_progress import progress_callbacks_from_env, slack_progress
+from orchestration.notifiers import SlackWebhook
+from orchestration.monitoring.callbacks import RateLimited
+from orchestration.monitoring.progress import StepProgress
+from orchestration.monitoring.slack_progress import progress_callbacks_from_env, slack_progress
 from tests.conftest import run_event
 from tests.lineage.http_receiver import ENDPOINT, LineageReceiver
 from tests.orchestration import counting_flow

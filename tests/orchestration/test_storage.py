@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from orchestration import MissingUpstreamError, StorageError, ValueStore, hamilton_assets, storage
-from orchestration.formats import DataFrameParquet
+from orchestration import MissingUpstreamError, StorageError, ValueStore, hamilton_assets
+from orchestration.storage import store as storage
+from orchestration.storage.formats import DataFrameParquet
 from tests.orchestration import counting_flow
 
 KEY = dg.AssetKey(["sales", "report"])

@@ -11,7 +11,8 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 from sklearn.linear_model import LogisticRegression
 
-from orchestration import StorageError, ValueStore, hamilton_assets, storage
+from orchestration import StorageError, ValueStore, hamilton_assets
+from orchestration.storage import store as storage
 from orchestration.errors import MissingUpstreamError
 from tests.orchestration import counting_flow
 

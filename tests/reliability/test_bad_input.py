@@ -23,8 +23,9 @@ import pytest
 from hamilton_pipelines import ml_pipeline, sales_analytics
 from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
 from hamilton_pipelines.sample_data import write_sample_sales
-from orchestration import DataflowError, ValueStore, hamilton_assets, lineage
-from orchestration.landing_sensor import landing_sensor
+from orchestration import DataflowError, ValueStore, hamilton_assets
+from orchestration.lineage.delivery import LineageSpool
+from orchestration.ops.landing_sensor import landing_sensor
 from tests.conftest import step_failure
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
@@ -230,7 +231,7 @@ def lineage_config(data_dir, monkeypatch, tmp_path):
     path = tmp_path / "openlineage.yml"
     monkeypatch.setenv("OPENLINEAGE_CONFIG", str(path))
     yield path
-    spool = lineage.LineageSpool(data_dir / "lineage" / "spool")
+    spool = LineageSpool(data_dir / "lineage" / "spool")
     spool.delete([event_id for event_id, _ in spool.pending()])
 
 
@@ -255,7 +256,7 @@ def test_an_unparseable_openlineage_config_warns_once_naming_the_file_and_line(
     assert first.success and second.success
     [warning] = config_warnings(caplog)
     assert str(lineage_config) in warning and "line 3" in warning
-    assert len(lineage.LineageSpool(data_dir / "lineage" / "spool").pending()) > 0  # kept, not lost
+    assert len(LineageSpool(data_dir / "lineage" / "spool").pending()) > 0  # kept, not lost
 
 
 def test_a_wrongly_structured_openlineage_config_warns_naming_the_file(

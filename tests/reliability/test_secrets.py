@@ -51,9 +51,12 @@ from aiosmtpd.smtp import AuthResult
 from dagster._core.instance.ref import InstanceRef
 
 from hamilton_pipelines.sample_data import write_sample_sales
-from orchestration import hamilton_assets, lineage, lineage_hooks
-from orchestration.alerts import alert_sensors, alerting_from_env
-from orchestration.slack_progress import progress_callbacks_from_env
+from orchestration import hamilton_assets
+from orchestration.lineage.delivery import LineageSpool
+from orchestration.lineage import client as lineage_client
+from orchestration.lineage import runs as lineage_runs
+from orchestration.ops.alerts import alert_sensors, alerting_from_env
+from orchestration.monitoring.slack_progress import progress_callbacks_from_env
 from tests.conftest import run_event, step_failure
 from tests.lineage.http_receiver import LineageReceiver
 from tests.monitoring.conftest import pushgateway  # noqa: F401 -- a real Pushgateway (session fixture)
@@ -282,7 +285,7 @@ def clean_env(monkeypatch, data_dir):
     for name in [k for k in os.environ if k.startswith("OPENLINEAGE")]:
         if name not in before:
             os.environ.pop(name, None)
-    spool = lineage.LineageSpool(data_dir / "lineage" / "spool")
+    spool = LineageSpool(data_dir / "lineage" / "spool")
     spool.delete([event_id for event_id, _ in spool.pending()])
 
 
@@ -367,15 +370,15 @@ def run_flows_and_sensors(make_module, instance) -> Outcome:
     success = run_event(instance, succeeded.run_id, dg.DagsterEventType.RUN_SUCCESS)
     outcome.texts["failure alert"] = evaluate(failure_alerts, instance, bad_run, failure, resources).skip_message
     outcome.texts["success notice"] = evaluate(notices, instance, good_run, success, resources).skip_message
-    outcome.texts["lineage run_failed"] = evaluate(lineage_hooks.run_failed, instance, bad_run, failure).skip_message
-    spool_sensor = lineage_hooks.deliver_spooled_events(dg.build_sensor_context(instance=instance))
+    outcome.texts["lineage run_failed"] = evaluate(lineage_runs.run_failed, instance, bad_run, failure).skip_message
+    spool_sensor = lineage_runs.deliver_spooled_events(dg.build_sensor_context(instance=instance))
     outcome.texts["lineage spool sensor"] = spool_sensor.skip_message
     return outcome
 
 
 def deliver_lineage(timeout_s: float = DELIVERY_TIMEOUT_S) -> tuple[int, str | None]:
     """Delivers what is spooled (bounded); returns (still pending, last backend error)."""
-    target = lineage.delivery()
+    target = lineage_client.delivery()
     deadline = time.monotonic() + timeout_s
     while (pending := target.deliver_pending()[1]) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -475,7 +478,7 @@ def test_no_secret_leaks_when_every_backend_is_down(
     configure(clean_env, markers, lineage_url=dead, webhook_base=dead, smtp_port=free_port(), gateway=dead)
 
     outcome = run_flows_and_sensors(make_module, instance)
-    pending, error = lineage.delivery().deliver_pending()[1], lineage.delivery().last_error
+    pending, error = lineage_client.delivery().deliver_pending()[1], lineage_client.delivery().last_error
 
     # Everything failed, and said so.
     assert pending > 0 and error
@@ -590,7 +593,7 @@ def test_the_shipped_dataflows_through_the_cli_leak_no_secret(
         texts = {
             "failure alert": evaluate(failure_alerts, instance, failed, failure,
                                       {"alerting": alerting_from_env()}).skip_message,
-            "lineage run_failed": evaluate(lineage_hooks.run_failed, instance, failed, failure).skip_message,
+            "lineage run_failed": evaluate(lineage_runs.run_failed, instance, failed, failure).skip_message,
         }
         pending, error = deliver_lineage()
         events = event_log_haystacks(instance)

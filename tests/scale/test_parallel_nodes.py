@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from orchestration import ValueStore, hamilton_assets
-from orchestration.progress import ProgressSettings
+from orchestration.monitoring.progress import ProgressSettings
 from tests.conftest import step_failure
 
 NAP_S = 0.5

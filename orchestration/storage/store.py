@@ -27,7 +27,7 @@ import dagster as dg
 from upath import UPath
 
 from orchestration.errors import MissingUpstreamError, StorageError
-from orchestration.formats import DEFAULT_FORMATS, ValueFormat
+from orchestration.storage.formats import DEFAULT_FORMATS, ValueFormat
 
 SAFE_PARTITION = re.compile(r"^[A-Za-z0-9_.=-]+$")
 UNPARTITIONED = "value"

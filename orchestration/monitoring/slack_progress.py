@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from orchestration.alerts import NotDelivered, SlackWebhook
-from orchestration.callbacks import ProgressCallback, RateLimited
+from orchestration.monitoring.callbacks import ProgressCallback, RateLimited
+from orchestration.notifiers import NotDelivered, SlackWebhook
 
 URL_VARIABLE = "PROGRESS_SLACK_WEBHOOK_URL"
 INTERVAL_VARIABLE = "PROGRESS_SLACK_INTERVAL_S"

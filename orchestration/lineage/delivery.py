@@ -5,7 +5,7 @@ on the machine, so a killed process loses nothing it had emitted — and a backg
 spooled events oldest first through the transport that openlineage-python's own configuration
 selects, deleting each once the backend has accepted it. When the backend refuses, hangs or
 answers 5xx, delivery backs off and the events stay spooled; whoever delivers next — a later run,
-the lineage sensor, or `python -m orchestration.lineage_cli flush` — sends them in order. An event
+the lineage sensor, or `python -m orchestration.lineage.cli flush` — sends them in order. An event
 the backend rejects as invalid (4xx) is set aside, so it cannot hold up the others. Delivery is
 at-least-once: runIds are deterministic, so a repeated event is harmless.
 """

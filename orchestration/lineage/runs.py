@@ -1,4 +1,5 @@
-"""Dagster hooks and sensors that give every run exactly one terminal OpenLineage event.
+"""A Dagster run's own OpenLineage events: its START, and exactly one terminal event from hooks
+and sensors.
 
 Inside the run, the success/failure hook of each Hamilton step checks whether it is the last step
 left (steps downstream of a failure count as done, since Dagster will skip them) and, if so, ends
@@ -11,15 +12,65 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster import DagsterEventType
+from openlineage.client import event_v2 as ol
 from openlineage.client.event_v2 import RunState
 
-from orchestration import lineage
+from orchestration.lineage import events
+from orchestration.lineage import client
 
 logger = logging.getLogger(__name__)
 _STEP_ENDS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED}
+
+
+def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterRun:
+    """The Dagster run as events describe it, from the instance's run record."""
+    record = instance.get_run_record_by_id(run_id)
+    run = record.dagster_run
+    created = record.create_timestamp
+    nominal_start = nominal_end = None
+    scheduled = run.tags.get("dagster/scheduled_execution_time")
+    if partition_window is not None:
+        nominal_start, nominal_end = partition_window.start, partition_window.end
+    elif scheduled:
+        nominal_start = datetime.fromisoformat(scheduled)
+    return events.DagsterRun(
+        run_id=run_id,
+        job_name=run.job_name,
+        created=created if created.tzinfo else created.replace(tzinfo=UTC),
+        nominal_start=nominal_start,
+        nominal_end=nominal_end,
+        tags=dict(run.tags),
+    )
+
+
+def start_run(run: events.DagsterRun) -> None:
+    client.emit(events.run_event(ol.RunState.START, run), once_as=client.once(run.run_id, "START"))
+
+
+def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException | str | None = None) -> bool:
+    """Emits the run's one terminal event, and closes asset runs a crash left open."""
+    if not client.delivery().spool.claim(client.once(run.run_id, "END")):
+        return False
+    start_run(run)  # a run that died before its first step still gets its START
+    parts, unfinished = events.SerializedParts(run), "the run ended before this asset finished"
+    for job in open_asset_runs(run.run_id):
+        client.emit(events.asset_event(state, parts, job, error=unfinished), client.once(run.run_id, "asset-END", job.run_key))
+    client.emit(events.run_event(state, run, error))
+    return True
+
+
+def open_asset_runs(run_id: str) -> list[events.AssetJob]:
+    """Asset runs of a Dagster run that started but never ended (their process died)."""
+    spool = client.delivery().spool
+    started = spool.claims(client.once(run_id, "asset-START"))  # notes hold the asset job
+    ended_prefix = client.once(run_id, "asset-END", "-")[:-1]  # the claim name of an END, up to its run key
+    ended = {name.removeprefix(ended_prefix) for name in spool.claims(ended_prefix)}
+    jobs = [events.AssetJob.from_json(note) for _, note in sorted(started.items())]
+    return [job for job in jobs if job.run_key not in ended]
 
 
 @dg.success_hook(name="openlineage_step_succeeded")
@@ -33,19 +84,19 @@ def step_failed(context: dg.HookContext) -> None:
 
 
 def _end_run_if_last_step(context: dg.HookContext, failed: bool) -> None:
-    if not lineage.enabled():
+    if not client.enabled():
         return
     try:
         failed_steps = _remaining_steps(context.instance, context.run_id, context.step_key, failed)
         if failed_steps is None:
             return
-        run = lineage.dagster_run(context.instance, context.run_id)
+        run = dagster_run(context.instance, context.run_id)
         if failed_steps:
             error = context.op_exception if failed else f"step(s) {', '.join(sorted(failed_steps))} failed"
-            lineage.finish_run(run, RunState.FAIL, error)
+            finish_run(run, RunState.FAIL, error)
         else:
-            lineage.finish_run(run, RunState.COMPLETE)
-        lineage.drain()
+            finish_run(run, RunState.COMPLETE)
+        client.drain()
     except Exception:  # lineage must never fail a run
         logger.warning("Could not end the OpenLineage run for %s", context.run_id, exc_info=True)
 
@@ -77,11 +128,11 @@ def _remaining_steps(instance, run_id: str, step_key: str, failed: bool) -> set[
 
 
 def _end_from_sensor(context: dg.RunStatusSensorContext, state: RunState, error: str | None = None):
-    if not lineage.enabled():
+    if not client.enabled():
         return dg.SkipReason("OpenLineage is disabled (OPENLINEAGE_DISABLED=true)")
-    run = lineage.dagster_run(context.instance, context.dagster_run.run_id)
-    if lineage.finish_run(run, state, error):
-        lineage.drain()
+    run = dagster_run(context.instance, context.dagster_run.run_id)
+    if finish_run(run, state, error):
+        client.drain()
         return dg.SkipReason(f"emitted {state.value} for run {run.run_id}")
     return dg.SkipReason(f"run {run.run_id} already ended in lineage")
 
@@ -117,9 +168,9 @@ def run_canceled(context: dg.RunStatusSensorContext):
     description="Delivers OpenLineage events that are still spooled (e.g. after a backend outage).",
 )
 def deliver_spooled_events(context: dg.SensorEvaluationContext):
-    if not lineage.enabled():
+    if not client.enabled():
         return dg.SkipReason("OpenLineage is disabled (OPENLINEAGE_DISABLED=true)")
-    target = lineage.delivery()
+    target = client.delivery()
     sent, pending = target.deliver_pending()
     reason = f"delivered {sent} spooled event(s); {pending} waiting"
     if target.last_error:

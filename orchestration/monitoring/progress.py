@@ -11,10 +11,17 @@ All thresholds and intervals of progress reporting live in `ProgressSettings`.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagster import AssetKey
+
+logger = logging.getLogger(__name__)
 
 MIN_WEIGHT_S = 0.001  # durations are stored to 0.1 ms; an instant asset still counts a little
 
@@ -149,3 +156,21 @@ def duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def usual_durations(context, keys: Sequence[AssetKey]) -> dict[AssetKey, float]:
+    """Each asset's duration at its last materialization, as Dagster stored it (one query)."""
+    usual: dict[AssetKey, float] = {}
+    try:
+        records = context.instance.get_asset_records(list(keys))
+    except Exception:  # progress must never fail a run: fall back to counting assets
+        logger.debug("could not read earlier durations", exc_info=True)
+        return usual
+    for record in records:
+        entry = record.asset_entry.last_materialization
+        materialization = entry.asset_materialization if entry else None
+        value = materialization.metadata.get("duration_s") if materialization else None
+        seconds = getattr(value, "value", value)
+        if isinstance(seconds, (int, float)):
+            usual[record.asset_entry.asset_key] = float(seconds)
+    return usual

@@ -15,16 +15,15 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import tqdm
 
-from orchestration.execution import (
-    ExecutionPlan,
-    Materialized,
-    StepObserver,
-    StepRunner,
-)
+from orchestration.observers import Materialized, StepObserver
+
+if TYPE_CHECKING:
+    from orchestration.execution.plan import ExecutionPlan
+    from orchestration.execution.runner import StepRunner
 
 SETTING = "PIPELINE_PROGRESS_BAR"
 REDRAW_S = 1.0

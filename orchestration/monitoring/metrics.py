@@ -54,11 +54,12 @@ from prometheus_client.exposition import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from orchestration.execution import Materialized, StepObserver
-from orchestration.metadata import row_count
+from orchestration.observers import Materialized, StepObserver
+from orchestration.storage.metadata import row_count
 
 if TYPE_CHECKING:
-    from orchestration.execution import ExecutionPlan, StepRunner
+    from orchestration.execution.plan import ExecutionPlan
+    from orchestration.execution.runner import StepRunner
 
 PUSHGATEWAY_URL = "PROMETHEUS_PUSHGATEWAY_URL"
 STEP_DURATION = "hamilton_step_duration_seconds"

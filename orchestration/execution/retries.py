@@ -13,7 +13,7 @@ import re
 import dagster as dg
 from dagster import DagsterEventType
 
-from orchestration.progress import duration
+from orchestration.monitoring.progress import duration
 
 
 def will_retry(context) -> bool:

@@ -1,15 +1,15 @@
-"""`python -m orchestration.lineage_cli status|flush`: see or deliver spooled OpenLineage events."""
+"""`python -m orchestration.lineage.cli status|flush`: see or deliver spooled OpenLineage events."""
 
 import sys
 
-from orchestration import lineage
+from orchestration.lineage.client import delivery
 
 FLUSH_LOCK_WAIT_S = 60.0
 
 
 def main(argv: list[str] | None = None) -> int:
     command = (argv if argv is not None else sys.argv[1:] or ["status"])[0]
-    target = lineage.delivery()
+    target = delivery()
     if command == "status":
         print(f"{len(target.spool)} event(s) waiting in {target.spool.path}")
         return 0
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         if pending and target.last_error:
             print(f"not delivered: {target.last_error}", file=sys.stderr)
         return 0 if pending == 0 else 1
-    print("usage: python -m orchestration.lineage_cli [status|flush]", file=sys.stderr)
+    print("usage: python -m orchestration.lineage.cli [status|flush]", file=sys.stderr)
     return 2
 
 

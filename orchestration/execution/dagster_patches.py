@@ -62,7 +62,9 @@ def install_step_patches() -> bool:
     with _install_lock:
         if not _installed:
             # Private modules: imported only once the version is known to have them.
-            from dagster._core.execution.context.data_version_cache import DataVersionCache
+            from dagster._core.execution.context.data_version_cache import (
+                DataVersionCache,
+            )
             from dagster._core.execution.context.system import StepExecutionContext
 
             StepExecutionContext.get_output_asset_keys = _computed_once_per_context(

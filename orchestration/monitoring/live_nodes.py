@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestration.progress import ProgressSettings
+from orchestration.monitoring.progress import ProgressSettings
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from orchestration.storage import StoredValue
+from orchestration.storage.store import StoredValue
 
 PREVIEW_ROWS = 5
 PREVIEW_CELL = 40

@@ -1,39 +1,34 @@
-"""Running a selection of a dataflow's assets inside one Dagster step.
-
-Only the Hamilton nodes the selection needs execute: upstream assets outside the selection are
-loaded from the value store and handed to Hamilton as overrides, so they are never recomputed.
-Hamilton runs in a worker thread; each asset is stored and reported as soon as its node finishes.
-"""
+"""One step: Hamilton runs in a worker thread, and the step's own thread stores and reports each
+asset as soon as its node finishes, while it tells people and observers how far it is."""
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import multiprocessing
-import os
 import queue
 import threading
 import time
-import traceback
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from orchestration import column_lineage, retries
-from orchestration.dataflow import Dataflow, dependencies
 from orchestration.errors import MissingUpstreamError, StorageError
-from orchestration.hamilton_stream import NodeResult, ResultStream
-from orchestration.metadata import materialization_metadata, row_count
-from orchestration.paths import assets_dir
-from orchestration.callbacks import CallbackThread, ProgressCallback
-from orchestration.dagster_patches import install_step_patches
-from orchestration.live_nodes import NodeWatch
-from orchestration.progress import ProgressSettings, StepProgress
-from orchestration.storage import StoredValue, ValueStore
+from orchestration.execution import retries
+from orchestration.execution.hamilton_stream import NodeResult
+from orchestration import column_lineage
+from orchestration.monitoring.callbacks import CallbackThread
+from orchestration.monitoring.live_nodes import NodeWatch
+from orchestration.monitoring.progress import (
+    ProgressSettings,
+    StepProgress,
+    usual_durations,
+)
+from orchestration.observers import Materialized
+from orchestration.storage.metadata import materialization_metadata, row_count
+
+if TYPE_CHECKING:
+    from orchestration.execution.plan import ExecutionPlan
+    from orchestration.execution.runner import StepRunner
 
 _DONE = object()
 REPORT_BATCH_MAX = 100  # results stored before the step reports them (only those already waiting)
@@ -45,48 +40,6 @@ class _Started:
 
     asset: str
     at: float
-
-logger = logging.getLogger(__name__)
-
-
-class StepObserver:
-    """Told how a step goes, as it goes (lineage, metrics, the terminal bar). Hooks must not block;
-    an observer's error is logged and never breaks the run.
-
-    Threads: every hook runs in the step's own thread (the one Dagster runs the op in), in the
-    order things happened, never in Hamilton's threads: `asset_started` comes just after Hamilton
-    starts the asset's first node.
-    """
-
-    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None: ...
-
-    def asset_started(self, context, asset: str) -> None: ...
-
-    def asset_running(self, context, asset: str, running_s: float) -> None:
-        """The asset's node has run past `ProgressSettings.live_after_s`; again on each heartbeat."""
-
-    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None: ...
-
-    def asset_failed(self, context, asset: str, error: BaseException) -> None: ...
-
-    def before_report(self, context) -> None:
-        """What was stored since the last call is about to be reported to Dagster: make durable
-        now whatever must be before Dagster records it (lineage spools its events here, for all
-        of them in one commit)."""
-
-    def step_finished(self, context, success: bool) -> None: ...
-
-
-@dataclass(frozen=True)
-class Materialized:
-    """What an observer learns about a stored asset value."""
-
-    value: Any
-    stored: StoredValue
-    duration_s: float
-    lineage: Mapping[str, list[column_lineage.ColumnSource]]
-    check_results: Sequence[dg.AssetCheckResult]
-    upstream_paths: Mapping[str, str]  # upstream asset (or input) -> its stored file
 
 
 class PartitionContext:
@@ -103,137 +56,7 @@ class PartitionContext:
         return getattr(self._context, name)
 
 
-@dataclass(frozen=True)
-class ExecutionPlan:
-    """What one step computes, loads and reads from run config."""
-
-    final_vars: tuple[str, ...]
-    loads: tuple[str, ...]
-    inputs: tuple[str, ...]
-    assets: tuple[str, ...]
-
-
-def plan_selection(dataflow: Dataflow, selected: Sequence[str]) -> ExecutionPlan:
-    """Walks upstream from the selection, stopping at assets that are not selected."""
-    chosen = set(selected)
-    final_vars = [name for name in dataflow.order if name in chosen]
-    final_vars += [check.node_name for name in final_vars for check in dataflow.assets[name].checks]
-    loads: set[str] = set()
-    inputs: set[str] = set()
-    seen = set(final_vars)
-    pending = deque(final_vars)
-    while pending:
-        for dep in dependencies(dataflow.nodes[pending.popleft()]):
-            if dep in seen:
-                continue
-            seen.add(dep)
-            if dep in dataflow.assets and dep not in chosen:
-                loads.add(dep)
-            elif dataflow.nodes[dep].is_external_input:
-                inputs.add(dep)
-            else:
-                pending.append(dep)
-    order = {name: i for i, name in enumerate(dataflow.order)}
-    return ExecutionPlan(
-        final_vars=tuple(final_vars),
-        loads=tuple(sorted(loads, key=order.__getitem__)),
-        inputs=tuple(sorted(inputs)),
-        assets=tuple(name for name in final_vars if name in chosen),
-    )
-
-
-class StepRunner:
-    """Executes selections of one multi-asset of a dataflow (several share the dataflow)."""
-
-    def __init__(
-        self,
-        dataflow: Dataflow,
-        stream: ResultStream,
-        keys: Mapping[str, dg.AssetKey],
-        upstream_inputs: Mapping[str, dg.AssetKey],
-        fixed_inputs: Mapping[str, Any],
-        store: ValueStore | None,
-        progress_callbacks: Sequence[ProgressCallback],
-        translator=None,
-        partition_input: str | None = None,
-        progress_settings: ProgressSettings | None = None,
-    ):
-        self.dataflow = dataflow
-        self.partition_input = partition_input
-        self.translator = translator
-        self.stream = stream
-        self.keys = keys
-        self.nodes_by_key = {key: name for name, key in keys.items()}
-        self.upstream_inputs = upstream_inputs
-        self.fixed_inputs = fixed_inputs
-        self.store = store
-        self.progress_callbacks = progress_callbacks
-        self.progress_settings = progress_settings
-        self.observers: list[StepObserver] = []
-
-    @functools.cached_property
-    def key_strings(self) -> dict[str, str]:
-        """Each asset's key as people read it (built at the first step, not at definitions load)."""
-        return {name: key.to_user_string() for name, key in self.keys.items()}
-
-    def store_for_run(self) -> ValueStore:
-        """The store given at definition time, else `$PIPELINE_DATA_DIR/assets` as of this run."""
-        return self.store or ValueStore(assets_dir())
-
-    def notify(self, method: str, *args) -> None:
-        for observer in self.observers:
-            try:
-                getattr(observer, method)(*args)
-            except Exception:  # an observer must never break a run
-                logger.warning("%s.%s failed", type(observer).__name__, method, exc_info=True)
-
-    def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        _exit_with_run_worker()
-        install_step_patches()
-        selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
-        step = _Step(self, context, plan_selection(self.dataflow, selected))
-        self.notify("step_started", context, self, step.plan)
-        success = False
-        try:
-            yield from step.execute()
-            success = True
-        finally:
-            step.close()
-            self.notify("step_finished", context, success)
-
-    def check_result(self, check, result) -> dg.AssetCheckResult:
-        diagnostics = getattr(result, "diagnostics", None) or {}
-        return dg.AssetCheckResult(
-            asset_key=self.keys[check.asset],
-            check_name=check.check_name,
-            passed=bool(getattr(result, "passes", False)),
-            severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
-            description=getattr(result, "message", None),
-            metadata={"diagnostics": dg.MetadataValue.json(json.loads(json.dumps(diagnostics, default=str)))},
-        )
-
-    def describe_failure(self, failed: NodeResult) -> str:
-        """`Hamilton node 'x' (asset y) failed: ValueError: boom`."""
-        asset = self.dataflow.asset_of(failed.node_name)
-        where = f" (asset {self.keys[asset].to_user_string()})" if asset else ""
-        error = failed.error
-        return f"Hamilton node '{failed.node_name}'{where} failed: {type(error).__name__}: {error}"
-
-    def failure(self, failed: NodeResult | None, error: BaseException) -> dg.Failure:
-        if failed is None:
-            return dg.Failure(
-                description=f"Hamilton could not run dataflow '{self.dataflow.name}': "
-                f"{type(error).__name__}: {error}",
-                metadata={"traceback": dg.MetadataValue.text(_traceback(error))},
-            )
-        text = _traceback(failed.error)
-        return dg.Failure(
-            description=f"{self.describe_failure(failed)}\n\n{text}",
-            metadata={"node": failed.node_name, "traceback": dg.MetadataValue.text(text)},
-        )
-
-
-class _Step:
+class Step:
     """The state of one step: what was loaded or stored where, which columns values have, and
     where the step is (progress, running nodes, callbacks being delivered)."""
 
@@ -251,7 +74,7 @@ class _Step:
         self.wrote = False
         self.settings = runner.progress_settings or ProgressSettings.from_env()
         units = [self._label(name, p) for p in self.partitions for name in plan.assets]
-        usual = _usual_durations(context, [runner.keys[name] for name in plan.assets])
+        usual = usual_durations(context, [runner.keys[name] for name in plan.assets])
         self.progress = StepProgress(
             units, {self._label(n, p): usual[runner.keys[n]] for p in self.partitions for n in plan.assets
                     if runner.keys[n] in usual}
@@ -513,44 +336,6 @@ def _waiting(results: queue.SimpleQueue, first: Any, limit: int = REPORT_BATCH_M
         count += 1
 
 
-def _usual_durations(context, keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, float]:
-    """Each asset's duration at its last materialization, as Dagster stored it (one query)."""
-    usual: dict[dg.AssetKey, float] = {}
-    try:
-        records = context.instance.get_asset_records(list(keys))
-    except Exception:  # progress must never fail a run: fall back to counting assets
-        logger.debug("could not read earlier durations", exc_info=True)
-        return usual
-    for record in records:
-        entry = record.asset_entry.last_materialization
-        materialization = entry.asset_materialization if entry else None
-        value = materialization.metadata.get("duration_s") if materialization else None
-        seconds = getattr(value, "value", value)
-        if isinstance(seconds, (int, float)):
-            usual[record.asset_entry.asset_key] = float(seconds)
-    return usual
-
-
-_watching_parent = False
-
-
-def _exit_with_run_worker() -> None:
-    """A step in a process of its own (multiprocess executor) ends when its run worker dies: as an
-    orphan it would go on storing values and reporting success for a run already marked failed."""
-    global _watching_parent
-    if _watching_parent or multiprocessing.parent_process() is None:
-        return
-    _watching_parent = True
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-run-worker", daemon=True).start()
-
-
 def _partitions(context) -> list[str | None]:
     """The partitions a step computes: none, one, or a range (a single-run backfill)."""
     if context.has_partition_key:
@@ -578,5 +363,3 @@ def _merge_checks(results: Sequence[dg.AssetCheckResult], partitions: Sequence[s
     )
 
 
-def _traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(error)).rstrip()
