@@ -63,7 +63,7 @@ from orchestration.lineage.observer import OpenLineageObserver  # noqa: E402
 from orchestration.lineage import client as lineage_client  # noqa: E402
 from orchestration.lineage import runs as lineage_runs  # noqa: E402
 from orchestration.storage import store as storage  # noqa: E402
-from tests.lineage.http_receiver import LineageReceiver, free_port  # noqa: E402
+from tests.support.http_receiver import LineageReceiver, free_port  # noqa: E402
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the same in every configuration
 BACKENDS = ("hang", "refuse", "ok")

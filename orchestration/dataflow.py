@@ -44,7 +44,11 @@ class _HideHamiltonBanner(logging.Filter):
         return "slack" not in str(record.msg).lower()
 
 
-logging.getLogger("hamilton.driver").addFilter(_HideHamiltonBanner())
+def _hide_hamilton_banner() -> None:
+    """Installed when the first dataflow is built, not on import: importing changes no logger."""
+    hamilton_log = logging.getLogger("hamilton.driver")
+    if not any(isinstance(f, _HideHamiltonBanner) for f in hamilton_log.filters):
+        hamilton_log.addFilter(_HideHamiltonBanner())
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Dataflow:
         self.modules = tuple(modules)
         self.config = dict(config or {})
         self.name = name or "__".join(m.__name__.rsplit(".", 1)[-1] for m in self.modules)
+        _hide_hamilton_banner()
         with paused_gc():
             self.driver = _build_driver(self.modules, self.config, adapters)
             self.nodes: dict[str, graph_types.HamiltonNode] = {

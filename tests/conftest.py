@@ -1,8 +1,12 @@
 """Shared fixtures: a private data directory and Dagster instance per test, and dataflow modules
-written to real files (Hamilton hashes function source, so modules need a file)."""
+written to real files (Hamilton hashes function source, so modules need a file). And the rule
+that keeps `pytest -m "not services"` fast and free of services: only tests marked `services`
+may start a process."""
 
 import importlib.util
+import multiprocessing.process
 import os
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -12,6 +16,69 @@ import dagster as dg
 import pytest
 
 os.environ.setdefault("HAMILTON_TELEMETRY_ENABLED", "false")
+
+_REFUSED_PROCESSES = pytest.StashKey[list[str]]()
+# Dagster's compute-log capture: a step on an on-disk instance (the `instance` fixture, as `dagster
+# dev` runs it) mirrors its captured stdout and stderr back with `tail -F`, each watched by a small
+# Python script. Helpers of any in-process run, not services, so they are allowed everywhere.
+_DAGSTER_LOG_MIRROR = "dagster._core.execution.compute_logs"
+
+
+def _module_asking_for_the_process() -> str:
+    """The module whose code called into `subprocess` (`run`, `Popen`, ...) for this process."""
+    frame = sys._getframe(1)
+    while frame.f_code.co_filename != subprocess.__file__:
+        frame = frame.f_back
+    while frame.f_code.co_filename == subprocess.__file__:
+        frame = frame.f_back
+    return frame.f_globals.get("__name__", "")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Starting a process (`subprocess`, `multiprocessing`) fails a test not marked `services`.
+
+    A hook, not an autouse fixture: fixtures of a wider scope (a session's Pushgateway, a module's
+    `dagster dev`) are set up before any function-scoped fixture, so a guard fixture would not see
+    them start. Here setup, call and teardown of the test are all covered.
+    """
+    if item.get_closest_marker("services"):
+        return (yield)
+    refused = item.stash[_REFUSED_PROCESSES] = []
+    execute_child = subprocess.Popen._execute_child  # Popen's start, inside its __init__
+
+    def refuse(what: str) -> None:
+        refused.append(
+            f"{item.nodeid} started {what}, but is not marked `services`. Mark the test "
+            "@pytest.mark.services (or its module: pytestmark = pytest.mark.services), so that "
+            '`pytest -m "not services"` stays fast and needs no service.'
+        )
+        pytest.fail(refused[-1])
+
+    def start_only_dagsters_log_mirror(popen, args, *rest):
+        if _module_asking_for_the_process() == _DAGSTER_LOG_MIRROR:
+            return execute_child(popen, args, *rest)
+        refuse(f"the process {args!r}")  # Popen cleans up after it as after any failed start
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "_execute_child", start_only_dagsters_log_mirror)
+        patch.setattr(multiprocessing.process.BaseProcess, "start", lambda self: refuse(f"the process {self!r}"))
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A refused process fails the test even where its error was swallowed: raised in another
+    thread, caught by the code under test, or expected by `xfail`."""
+    report = yield
+    refused = item.stash.get(_REFUSED_PROCESSES, [])
+    if refused and not report.failed:
+        report.outcome = "failed"
+        report.longrepr = "\n".join(refused)
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
+    refused.clear()
+    return report
 
 
 @pytest.fixture

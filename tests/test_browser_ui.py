@@ -27,10 +27,12 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from hamilton_pipelines import ml_pipeline, sales_analytics
-from tests.dagster_dev import (
+from tests.support.dagster_dev import (
     LOCATION,
     dagster_dev_fixture,  # noqa: F401  (the `dagster_dev` fixture)
 )
+
+pytestmark = pytest.mark.services  # `dagster dev` and Chromium
 
 # Debian's chromium (scripts/install-system); CHROMIUM_PATH points elsewhere.
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"

@@ -2,7 +2,11 @@
 
 import time
 
-from tests.dagster_dev import dagster_dev_fixture  # noqa: F401  (the `dagster_dev` fixture)
+import pytest
+
+from tests.support.dagster_dev import dagster_dev_fixture  # noqa: F401  (the `dagster_dev` fixture)
+
+pytestmark = pytest.mark.services  # `dagster dev`
 
 
 def test_the_ui_shows_every_asset_with_description_group_code_version_and_kinds(dagster_dev):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 _DONE = object()
 REPORT_BATCH_MAX = 100  # results stored before the step reports them (only those already waiting)
+HAMILTON_JOIN_S = 1.0  # how long a stopping step waits for Hamilton's thread to leave its node
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ class Step:
                 except BaseException as error:  # reported to the step, which raises it
                     results.put(error)
 
-        threading.Thread(target=work, name=f"hamilton-{dataflow.name}", daemon=True).start()
+        hamilton = threading.Thread(target=work, name=f"hamilton-{dataflow.name}", daemon=True)
+        hamilton.start()
         failed: NodeResult | None = None
         try:
             while True:
@@ -242,7 +244,30 @@ class Step:
                 if end is not None:
                     raise runner.failure(failed, end)
         finally:
-            cancelled.set()
+            cancelled.set()  # Hamilton stops before its next node
+            self._join(hamilton, results)
+
+    def _join(self, hamilton: threading.Thread, results: queue.SimpleQueue) -> None:
+        """Waits briefly for Hamilton's thread; one still inside a node (the step failed or was
+        terminated meanwhile) cannot be stopped, so it is left to end with the process, once said."""
+        hamilton.join(HAMILTON_JOIN_S)
+        if not hamilton.is_alive():
+            return
+        running = {node.asset for node in self.watch.running()}
+        while True:  # what Hamilton reported since the step stopped reading
+            try:
+                item = results.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Started):
+                running.add(item.asset)
+            elif isinstance(item, NodeResult):
+                running.discard(self.runner.dataflow.asset_of(item.node_name))
+        named = ", ".join(sorted(self.runner.key_strings[asset] for asset in running if asset)) or "a node"
+        self.context.log.warning(
+            f"Hamilton is still running {named} after the step stopped waiting for it "
+            f"({HAMILTON_JOIN_S:g} s); its thread is left to end with this process."
+        )
 
     def _started(self, item: _Started) -> None:
         label = self._label(item.asset)

@@ -97,6 +97,14 @@ def delivery() -> LineageDelivery:
     return _deliveries[signature]
 
 
+def close_deliveries(timeout_s: float = 2.0) -> None:
+    """Stops this process's delivery threads (each within `timeout_s`) and forgets them; the next
+    `delivery()` starts afresh. What is still spooled stays spooled."""
+    while _deliveries:
+        _, target = _deliveries.popitem()
+        target.close(timeout_s)
+
+
 def emit(event: Any, once_as: str | None = None, job: AssetJob | None = None) -> None:
     """Spools an event; `once_as` (see `once`) makes it the only one of that name. The asset job
     is kept with the claim, so a sensor can close the asset run if its process dies."""

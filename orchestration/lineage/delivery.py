@@ -31,6 +31,7 @@ RETRYABLE_STATUS = {401, 403, 408, 429}
 BATCH_WAIT_S = 1.0  # while the backend accepts events, they go out in rounds at most this often
 FIRST_WAIT_S = 0.02  # until it has accepted one: try soon, so a short run learns it is up
 BATCH_SIZE = 500  # events read from the spool at a time
+CLOSE_WAIT_S = 2.0  # `close` waits this long for a round in progress
 
 
 class LineageSpool:
@@ -135,6 +136,7 @@ class LineageDelivery:
         self._hurry = threading.Event()  # a step is ending: send now, no batching wait
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
         self._lock = threading.Lock()
         self._failures = 0
         self.in_flight_since: float | None = None
@@ -221,15 +223,36 @@ class LineageDelivery:
                 self._progress.notify_all()
         return sent
 
+    def close(self, timeout_s: float = CLOSE_WAIT_S) -> bool:
+        """Stops the background thread after its current round, waiting at most `timeout_s`;
+        what is still spooled stays for the next process or `flush`. True when it stopped."""
+        self._closed.set()
+        self._hurry.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                logger.warning(
+                    "OpenLineage delivery still busy after %.1f s (%s); left to finish on its own",
+                    timeout_s, self.last_error or "sending",
+                )
+                return False
+        return True
+
     def _start(self) -> None:
         with self._lock:
+            if self._closed.is_set():
+                return
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="openlineage-delivery", daemon=True)
                 self._thread.start()
 
     def _loop(self) -> None:
-        while True:
+        while not self._closed.is_set():
             self._wake.wait()
+            if self._closed.is_set():
+                return
             # Let the events of the next second gather, then send them in one round: one spool
             # read and one delete per round, not per event, and the delivery thread takes the
             # GIL from the run about once a second. `drain` cuts the wait short.
@@ -246,7 +269,7 @@ class LineageDelivery:
                 "OpenLineage events not delivered (%s); %d kept in %s, retrying in %.1f s",
                 self.last_error, pending, self.spool.path, delay,
             )
-            time.sleep(delay)
+            self._closed.wait(delay)
             self._wake.set()
 
 

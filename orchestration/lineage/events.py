@@ -31,7 +31,7 @@ from orchestration.column_lineage import ColumnSource
 
 DEFAULT_NAMESPACE = "dagster"
 FILE_NAMESPACE = "file"
-PRODUCER = "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines"
+PRODUCER = "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines"  # on every event and facet
 RUN_EVENT_SCHEMA = ol.RunEvent._get_schema()  # the spec version openlineage-python writes
 TRANSFORMATION_SUBTYPES = {
     "IDENTITY": ("DIRECT", "IDENTITY", "Series placed in the frame under its own name"),
@@ -40,8 +40,6 @@ TRANSFORMATION_SUBTYPES = {
     "UNKNOWN": ("INDIRECT", None, "opaque whole-frame function: any input column may contribute"),
 }
 
-
-facets.set_producer(PRODUCER)  # facets name this integration as their producer, like events do
 
 
 def namespace() -> str:
@@ -116,7 +114,7 @@ def run_event(state: ol.RunState, run: DagsterRun, error: BaseException | str | 
         job=ol.Job(
             namespace=namespace(),
             name=run.job_name,
-            facets={"jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "DAGSTER", "JOB")},
+            facets={"jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "DAGSTER", "JOB", producer=PRODUCER)},
         ),
         producer=PRODUCER,
     )
@@ -175,6 +173,7 @@ def _asset_run_facets(run: DagsterRun, error: BaseException | str | None) -> dic
             run=facets.parent_run.RootRun(runId=run.openlineage_run_id),
             job=facets.parent_run.RootJob(**parent_job),
         ),
+        producer=PRODUCER,
     )
     return run_facets
 
@@ -226,13 +225,15 @@ def output_file(
     dataset_facets: dict[str, facets.DatasetFacet] = {}
     fields = _schema_fields(value, column)
     if fields:
-        dataset_facets["schema"] = facets.schema_dataset.SchemaDatasetFacet(fields=fields)
+        dataset_facets["schema"] = facets.schema_dataset.SchemaDatasetFacet(fields=fields, producer=PRODUCER)
     column_facet = _column_lineage(lineage, input_paths)
     if column_facet is not None:
         dataset_facets["columnLineage"] = column_facet
     if assertions:
         dataset_facets["dataQualityAssertions"] = (
-            facets.data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=list(assertions))
+            facets.data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
+                assertions=list(assertions), producer=PRODUCER
+            )
         )
     statistics = {"rowCount": len(value)} if isinstance(value, (pd.DataFrame, pd.Series)) else {}
     if size_bytes is not None:
@@ -283,7 +284,7 @@ def _column_lineage(
             )
         if input_fields:
             fields[column] = cl.Fields(inputFields=input_fields)
-    return cl.ColumnLineageDatasetFacet(fields=fields) if fields else None
+    return cl.ColumnLineageDatasetFacet(fields=fields, producer=PRODUCER) if fields else None
 
 
 def _run_facets(run: DagsterRun, engine: str, error: BaseException | str | None) -> dict:
@@ -292,12 +293,14 @@ def _run_facets(run: DagsterRun, engine: str, error: BaseException | str | None)
             version=ENGINE_VERSIONS[engine.lower()],
             name=engine,
             openlineageAdapterVersion=ADAPTER_VERSION,
+            producer=PRODUCER,
         )
     }
     if run.nominal_start is not None:
         run_facets["nominalTime"] = facets.nominal_time_run.NominalTimeRunFacet(
             nominalStartTime=_iso(run.nominal_start),
             nominalEndTime=_iso(run.nominal_end) if run.nominal_end else None,
+            producer=PRODUCER,
         )
     if error is not None:
         run_facets["errorMessage"] = _error_facet(error)
@@ -311,7 +314,7 @@ def _error_facet(error: BaseException | str) -> facets.error_message_run.ErrorMe
     else:
         message, stack = str(error), None
     return facets.error_message_run.ErrorMessageRunFacet(
-        message=message, programmingLanguage="python", stackTrace=stack
+        message=message, programmingLanguage="python", stackTrace=stack, producer=PRODUCER
     )
 
 

@@ -33,7 +33,9 @@ from dagster._serdes import deserialize_value, serialize_value
 
 from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration.ops.postgres_storage import PostgresStorage, psycopg2_url
-from tests.deploy.postgres import PostgresServer, binary, free_port, postgres_fixture  # noqa: F401
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer, binary, postgres_fixture  # noqa: F401  (the `postgres` fixture)
+from tests.support.processes import command_line, descendants, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -88,6 +90,7 @@ def overlap(*runs: tuple) -> bool:
     return max(run[1] for run in runs) < min(run[2] for run in runs)
 
 
+@pytest.mark.services  # PostgreSQL
 def test_the_profile_loads_with_queue_limit_and_run_monitoring(profile):
     with profile.instance() as instance:
         assert instance.get_ref().storage_data.class_name == PostgresStorage.__name__
@@ -101,6 +104,7 @@ def test_the_profile_loads_with_queue_limit_and_run_monitoring(profile):
         assert "127.0.0.1" not in serialize_value(instance.get_ref())
 
 
+@pytest.mark.services  # PostgreSQL, `dagster asset materialize`
 def test_shipped_dataflows_materialize_at_once_through_the_cli(profile):
     selections = [["--select", "group:ml_pipeline"],
                   ["--select", "group:sales_analytics", "--partition", DAY]]
@@ -181,11 +185,11 @@ def prod(profile):
         process.send_signal(signal.SIGTERM)  # the script alone: it stops webserver and daemon
         assert process.wait(timeout=60) == 143
         deadline = time.monotonic() + 60
-        while left := _running(process.pid):
-            assert time.monotonic() < deadline, f"scripts/prod left {[_command(pid) for pid in left]}"
+        while left := group_members(process.pid):
+            assert time.monotonic() < deadline, f"scripts/prod left {[command_line(pid) for pid in left]}"
             time.sleep(0.5)
     finally:
-        if _running(process.pid):
+        if group_members(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
 
 
@@ -193,37 +197,6 @@ def _last_monday_7am() -> float:
     now = datetime.datetime.now(datetime.UTC)
     monday = now.replace(hour=7, minute=0, second=0, microsecond=0) - datetime.timedelta(days=now.weekday())
     return (monday if monday <= now else monday - datetime.timedelta(days=7)).timestamp()
-
-
-def _running(group: int) -> list[int]:
-    """The group's processes that still run (an exited child whose parent is gone stays a zombie
-    when PID 1 does not reap it, as in containers)."""
-    running = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            state, _parent, process_group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(process_group) == group and state != "Z":
-                running.append(int(stat.parent.name))
-    return running
-
-
-def _descendants(pid: int) -> list[int]:
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(stat.parent.name))
-    found, stack = [], list(children.get(pid, []))
-    while stack:
-        found.append(child := stack.pop())
-        stack += children.get(child, [])
-    return found
-
-
-def _command(pid: int) -> str:
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    return str(pid)
 
 
 def wait_for(condition, what: str):
@@ -241,6 +214,7 @@ def ticks(profile: Profile, name: str) -> list[TickData]:
     return [tick for tick in decoded if tick.instigator_name == name]
 
 
+@pytest.mark.services  # PostgreSQL, scripts/prod
 def test_the_daemon_stores_ticks_and_runs_their_requests_at_once(profile, prod):
     def requested() -> dict | None:
         runs = {run_id: run for run_id, run in profile.runs().items()
@@ -268,6 +242,7 @@ def test_the_daemon_stores_ticks_and_runs_their_requests_at_once(profile, prod):
                 "PIPELINE_SUCCESS"} <= events
 
 
+@pytest.mark.services  # PostgreSQL, scripts/prod
 def test_a_run_whose_worker_dies_is_marked_failed(profile, prod):
     launched = graphql(
         prod.url,
@@ -286,7 +261,7 @@ def test_a_run_whose_worker_dies_is_marked_failed(profile, prod):
         return None
 
     worker = wait_for(worker_pid, "run worker")
-    for pid in [worker, *_descendants(worker)]:  # its step processes die with it, as in a crash
+    for pid in [worker, *descendants(worker)]:  # its step processes die with it, as in a crash
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: profile.runs()[run_id][0] == "FAILURE", "failed run")
     messages = " ".join(event for (event,) in profile.sql(
@@ -294,6 +269,7 @@ def test_a_run_whose_worker_dies_is_marked_failed(profile, prod):
     assert "SIGKILL" in messages
 
 
+@pytest.mark.services  # PostgreSQL, scripts/prod, pg_dump
 def test_the_password_is_written_nowhere(profile, prod):
     dump = subprocess.run([binary("pg_dump"), profile.env["DAGSTER_PG_URL"]],
                           capture_output=True, text=True, check=True).stdout
@@ -303,6 +279,7 @@ def test_the_password_is_written_nowhere(profile, prod):
             assert PASSWORD.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.services  # scripts/prod
 def test_prod_refuses_without_a_database_or_with_the_dev_instance(tmp_path):
     def run_prod(env: dict) -> subprocess.CompletedProcess:
         return subprocess.run([str(ROOT / "scripts" / "prod")], env=env, capture_output=True, text=True,

@@ -22,11 +22,11 @@ import dagster as dg
 import pytest
 
 from orchestration.storage.store import ValueStore
-from tests.deploy.postgres import postgres_fixture  # noqa: F401  (the `postgres` fixture)
 from tests.faults import concurrent_flow
-from tests.faults.conftest import BIN, ROOT
+from tests.support import BIN, ROOT
+from tests.support.postgres import postgres_fixture  # noqa: F401  (the `postgres` fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.services, pytest.mark.slow]  # CLI runs, PostgreSQL, a process pool
 WAIT_S = 300
 POOL = "faults_store"  # concurrent_defs' pool
 

@@ -30,9 +30,11 @@ import pytest
 from orchestration.lineage.runs import dagster_run
 from orchestration.storage.store import ValueStore
 from tests.faults import concurrent_flow, kill_flow
-from tests.faults.conftest import BIN, ROOT, alive, dagster_dev, descendants
+from tests.support import BIN, ROOT
+from tests.support.dagster_dev import dagster_dev, workspace_for
+from tests.support.processes import alive, descendants
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.services, pytest.mark.slow]  # `dagster dev`, `dagster asset materialize`
 ASSETS = ["first", "second", "third", "fourth"]
 WAIT_S = 180
 MAX_RUNTIME_S = 20  # run monitoring's limit on this instance; every run here takes under 10 s
@@ -157,7 +159,7 @@ def setup(tmp_path_factory):
     env = {"PIPELINE_DATA_DIR": str(data_dir), "FAULTS_DIR": str(faults_dir), "HAMILTON_TELEMETRY_ENABLED": "false",
            "FAULTS_GATE": str(gate)}
     env |= {k: "" for k in os.environ if k.startswith("OPENLINEAGE")}  # lineage to events.jsonl
-    with dagster_dev("tests.faults.kill_defs", home, env) as (dev, _), \
+    with dagster_dev(workspace_for("tests.faults.kill_defs", home), home, env) as (dev, _), \
             dg.DagsterInstance.from_config(str(home)) as instance:
         yield Setup(dev, instance, data_dir, faults_dir, env)
 

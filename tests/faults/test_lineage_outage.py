@@ -21,7 +21,6 @@ import pytest
 from hamilton_pipelines import ml_pipeline
 from orchestration import hamilton_assets
 from orchestration.lineage import client as lineage_client
-from tests.lineage.http_receiver import LineageReceiver
 from tests.lineage.test_delivery import (
     assert_one_start_and_one_end_per_run_id,
     expected_count,
@@ -30,6 +29,7 @@ from tests.lineage.test_delivery import (
     spooled,
 )
 from tests.lineage.test_delivery import lineage_env as _lineage_env  # noqa: F401  (autouse: env and spool clean-up)
+from tests.support.http_receiver import LineageReceiver
 
 MODE_BOUND_S = 45.0  # the delivery thread backs off 0.5, 1, 2, 5, 10 then 30 s between attempts
 RECOVERY_BOUND_S = 90.0  # the delivery thread backs off up to 30 s, and a hung send takes ~30 s

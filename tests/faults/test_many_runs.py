@@ -22,9 +22,10 @@ import pytest
 
 from orchestration import ValueStore, hamilton_assets
 from tests.faults import many_flow
-from tests.faults.conftest import BIN, ROOT, command_line, descendants
+from tests.support import BIN, ROOT
+from tests.support.processes import command_line, descendants
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # ~30 s each: 100 runs one after another, 10 CLI runs at once
 RUNS = 100
 CONCURRENT = 10
 FD_NOISE = 5  # SQLite and logging may keep a few more files open once warmed up
@@ -81,6 +82,7 @@ def test_a_hundred_runs_back_to_back_leak_no_thread_file_or_process(data_dir, in
     }
 
 
+@pytest.mark.services  # ten `dagster asset materialize` processes
 def test_ten_runs_at_once_all_succeed_and_leave_no_process(tmp_path, figures):
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()

@@ -11,8 +11,6 @@ answering 500 (the sensor tick says which notifier failed; the others still get 
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 
 import dagster as dg
@@ -24,9 +22,11 @@ from orchestration.notifiers import SlackWebhook, SmtpEmail
 from orchestration.ops.alerts import Alerting, alert_sensors
 from orchestration.monitoring.slack_progress import PROGRESS_TIMEOUT_S, progress_callbacks_from_env
 from tests.conftest import run_event
-from tests.lineage.http_receiver import ENDPOINT, LineageReceiver, free_port
 from tests.orchestration import counting_flow
 from tests.orchestration.test_alerts import evaluate
+from tests.support import servers
+from tests.support.http_receiver import ENDPOINT, LineageReceiver
+from tests.support.ports import free_port
 
 
 def warnings_in_run_log(instance, run_id: str) -> list[str]:
@@ -43,29 +43,9 @@ def timed_run(instance):
 @pytest.fixture
 def silent_server():
     """host, port of a TCP server that accepts connections and never says a word (a hung SMTP
-    server sends no greeting; a hung web server no answer)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield sock.getsockname()
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    sock.close()
+    server sends no greeting)."""
+    with servers.silent_server() as address:
+        yield address
 
 
 @pytest.fixture

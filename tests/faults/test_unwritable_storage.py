@@ -24,6 +24,7 @@ import pytest
 from orchestration import ValueStore, hamilton_assets
 from tests.conftest import step_failure
 
+pytestmark = pytest.mark.services  # `mount` and `umount`
 FLOW = """
 import os
 import time

@@ -28,7 +28,8 @@ from orchestration import hamilton_assets
 from orchestration.lineage.runs import dagster_run
 from orchestration.lineage.delivery import LineageSpool
 from orchestration.lineage import client as lineage_client
-from tests.lineage.http_receiver import LineageReceiver, free_port
+from tests.support.http_receiver import LineageReceiver
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_BOUND_S = 15.0  # one run of the ML dataflow with a dead backend; ~2 s expected
@@ -187,6 +188,7 @@ def test_refusing_backend_neither_slows_the_run_nor_loses_events(ml_assets, data
     assert spooled(data_dir) == []
 
 
+@pytest.mark.services  # the run and the lineage CLI in processes of their own
 def test_run_process_exits_promptly_and_cli_flush_delivers_what_it_left(ml_assets, data_dir, monkeypatch):
     """A run in its own process (as `dagster asset materialize` or a step subprocess) with a dead
     backend exits without waiting on lineage; `flush` in another process delivers what it spooled."""

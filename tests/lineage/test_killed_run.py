@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from orchestration.lineage.runs import open_asset_runs
 from orchestration.lineage import client as lineage_client
@@ -14,6 +15,7 @@ from orchestration.lineage.runs import run_failed
 from tests.conftest import run_event
 from tests.lineage.test_events import read_events
 
+pytestmark = pytest.mark.services  # `dagster asset materialize`, whose step process is killed
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -35,11 +35,11 @@ import pytest
 
 from orchestration.lineage.runs import dagster_run
 from orchestration.storage.store import ValueStore
-from tests.dagster_dev import FINISHED, LOCATION, DagsterDev
-from tests.faults.conftest import alive, dagster_dev
 from tests.live.slow_flow import SLOW_S
+from tests.support.dagster_dev import FINISHED, LOCATION, DagsterDev, dagster_dev, workspace_for
+from tests.support.processes import alive
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.services, pytest.mark.slow]  # `dagster dev`
 ASSETS = ["fast_a", "slow", "after"]
 WAIT_S = 180  # generous: process starts and imports on a busy 2-CPU machine
 CANCELED_WITHIN_S = 15  # terminate -> CANCELED; `slow` alone would take SLOW_S more
@@ -137,7 +137,7 @@ def live(tmp_path_factory):
     home.mkdir()
     env = {"PIPELINE_DATA_DIR": str(data_dir), "HAMILTON_TELEMETRY_ENABLED": "false"}
     env |= {k: "" for k in os.environ if k.startswith("OPENLINEAGE")}  # lineage to events.jsonl
-    with dagster_dev("tests.live.slow_defs", home, env) as (dev, _), \
+    with dagster_dev(workspace_for("tests.live.slow_defs", home), home, env) as (dev, _), \
             dg.DagsterInstance.from_config(str(home)) as instance:
         yield Live(dev, instance, data_dir)
 

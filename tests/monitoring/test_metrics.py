@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestration import hamilton_assets
 from orchestration.monitoring import metrics
 from orchestration.monitoring.progress import ProgressSettings
-from tests.monitoring.conftest import api, free_port, query, wait_for
 from tests.orchestration import counting_flow
+from tests.support.ports import free_port
+from tests.support.prometheus import api, query, wait_for
 
 ASSETS = ["doubled", "source", "summary", "table", "total"]
 
@@ -45,6 +46,7 @@ def firing(prometheus, pipeline: str) -> set[str]:
     }
 
 
+@pytest.mark.services  # Prometheus and the Pushgateway
 def test_runs_push_all_four_metrics_and_counters_accumulate(
     prometheus, pushgateway, pipeline, data_dir, instance, monkeypatch
 ):
@@ -107,6 +109,7 @@ def test_a_pushgateway_that_is_down_or_hung_neither_fails_nor_stalls_a_run(
         assert f"Pushgateway at {shown} (PROMETHEUS_PUSHGATEWAY_URL):" in warning and "s3cret" not in warning and "metrics:" not in warning
 
 
+@pytest.mark.services  # the Pushgateway
 def test_progress_is_pushed_while_the_step_runs(pushgateway, pipeline, make_module, data_dir, instance, monkeypatch):
     flow = make_module(
         """

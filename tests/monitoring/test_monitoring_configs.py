@@ -7,10 +7,11 @@ import json
 import re
 import subprocess
 
+import pytest
 import yaml
 
 from orchestration.monitoring import metrics
-from tests.monitoring.conftest import MONITORING, api, binary
+from tests.support.prometheus import MONITORING, api, binary
 
 DASHBOARD = MONITORING / "grafana" / "hamilton_dashboard.json"
 PROVISIONING = MONITORING / "grafana" / "provisioning"
@@ -20,6 +21,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([binary("promtool"), *args], capture_output=True, text=True, check=False)
 
 
+@pytest.mark.services  # promtool
 def test_promtool_accepts_the_shipped_config_and_rules():
     for args in [("check", "config", str(MONITORING / "prometheus.yml")),
                  ("check", "rules", str(MONITORING / "alert_rules.yml"))]:
@@ -27,6 +29,7 @@ def test_promtool_accepts_the_shipped_config_and_rules():
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.services  # Prometheus
 def test_prometheus_loads_the_error_alert_and_scrapes_the_pushgateway(prometheus):
     groups = api(prometheus, "rules", type="alert")["data"]["groups"]
     rules = {rule["name"]: rule["query"] for group in groups for rule in group["rules"]}
@@ -36,6 +39,7 @@ def test_prometheus_loads_the_error_alert_and_scrapes_the_pushgateway(prometheus
     assert "honor_labels: true" in api(prometheus, "status/config")["data"]["yaml"]
 
 
+@pytest.mark.services  # Prometheus
 def test_the_dashboard_has_a_panel_per_metric_with_valid_queries(prometheus):
     dashboard = json.loads(DASHBOARD.read_text())
     panels = dashboard["panels"]

@@ -12,6 +12,7 @@ from orchestration import hamilton_assets
 from orchestration.notifiers import SlackWebhook, SmtpEmail
 from orchestration.ops.alerts import Alerting, alert_sensors, alerting_from_env
 from tests.conftest import run_event
+from tests.support.ports import free_port
 
 WEBHOOK_SECRET_PATH = "/services/T000/B000/marker-secret-hook-4711"
 
@@ -23,14 +24,6 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.rcpt_tos, envelope.content.decode()))
         return "250 OK"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ def test_chain_deeper_than_the_recursion_limit_is_refused_at_load(make_module):
     assert f"'n{depth - 1}'" in str(error.value) and f"{depth} nodes deep" in str(error.value)
 
 
+@pytest.mark.slow  # ~25 s: a chain of max_chain_depth() nodes is built and planned
 def test_chain_at_the_limit_loads_and_runs(make_module, data_dir, instance):
     import dagster as dg
 

@@ -102,6 +102,7 @@ def test_a_step_computes_its_output_keys_once(output_key_computations):
     assert output_key_computations[0][1] == {dg.AssetKey(key) for key in keys}
 
 
+@pytest.mark.services  # a fresh interpreter, without this process's patches
 def test_dagster_still_recomputes_output_keys_per_output():
     """Tells when upstream no longer needs the patch: run without it, in a fresh process."""
     n = 200
@@ -160,6 +161,7 @@ def test_an_unknown_dagster_version_is_left_alone(monkeypatch, unpatched, caplog
     assert "1.14.0" in caplog.text
 
 
+@pytest.mark.services  # a fresh interpreter, without this process's patches
 def test_importing_the_module_patches_nothing():
     run_python("""
         from dagster._core.execution.context.data_version_cache import DataVersionCache
@@ -280,6 +282,7 @@ def test_in_step_parents_are_fetched_in_batches_with_the_same_provenance(unpatch
     assert len(second_run) < len(in_step_parents) / 3
 
 
+@pytest.mark.services  # a fresh interpreter, without this process's patches
 def test_dagster_still_fetches_each_in_step_parent_alone():
     """Tells when upstream batches in-step provenance itself: run without the patch, in a fresh
     process, and count `get_asset_records` queries."""

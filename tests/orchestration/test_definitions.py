@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from hamilton_pipelines.sample_data import write_sample_sales
+
 
 @pytest.fixture
 def defs(data_dir, monkeypatch):
@@ -35,6 +37,7 @@ def test_the_model_retrains_weekly_and_the_sensors_are_on(defs):
     assert sensors["openlineage_run_failed"] == dg.DefaultSensorStatus.RUNNING
 
 
+@pytest.mark.services  # `dagster asset materialize`
 def test_the_cli_backfills_a_date_range_in_one_run(tmp_path):
     import os
     import subprocess
@@ -43,7 +46,6 @@ def test_the_cli_backfills_a_date_range_in_one_run(tmp_path):
 
     from dagster._core.instance.ref import InstanceRef
 
-    from hamilton_pipelines.sample_data import write_sample_sales
     from orchestration import ValueStore
 
     root = Path(__file__).resolve().parents[2]
@@ -73,6 +75,7 @@ def test_the_model_retrains_when_the_sales_metrics_are_updated(defs, data_dir, i
     context = dg.build_sensor_context(instance=instance, definitions=defs)
     assert not sensor.evaluate_tick(context).run_requests  # no sales metrics yet
 
+    write_sample_sales(data_dir / "landing", days=3, start="2026-01-01")  # scripts/dev's job, not the defs'
     sales = defs.resolve_assets_def(dg.AssetKey("business_metrics"))
     assert dg.materialize([sales], instance=instance, partition_key="2026-01-03").success
     context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor)

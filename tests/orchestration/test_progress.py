@@ -17,8 +17,8 @@ from orchestration.monitoring.callbacks import RateLimited
 from orchestration.monitoring.progress import StepProgress
 from orchestration.monitoring.slack_progress import progress_callbacks_from_env, slack_progress
 from tests.conftest import run_event
-from tests.lineage.http_receiver import ENDPOINT, LineageReceiver
 from tests.orchestration import counting_flow
+from tests.support.http_receiver import ENDPOINT, LineageReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 BAR = re.compile(r"(\S+): +(\d+)%\|[^|]*\| (\d+)/(\d+) \[[^]]*\]")
@@ -184,6 +184,7 @@ def test_no_bar_when_off_or_under_dagster_dev(environment, data_dir, instance, m
     assert bars(captured_stderr(instance, result.run_id)) == []
 
 
+@pytest.mark.services  # `dagster asset materialize`
 def test_dagster_asset_materialize_shows_the_bar(tmp_path):
     """The CLI runs the step in a subprocess whose stderr Dagster captures and mirrors back."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLINEAGE")}

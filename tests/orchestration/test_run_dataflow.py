@@ -10,6 +10,7 @@ import pytest
 from hamilton_pipelines.sample_data import write_sample_sales
 from tests.orchestration.test_progress import bars
 
+pytestmark = pytest.mark.services  # `python -m orchestration.run_dataflow`
 ROOT = Path(__file__).resolve().parents[2]
 
 

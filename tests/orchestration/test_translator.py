@@ -155,6 +155,7 @@ def test_input_named_after_an_upstream_asset_is_a_dependency(make_module):
     assert "daily_metrics" not in downstream_assets.op.config_schema.config_type.fields
 
 
+@pytest.mark.services  # `dagster definitions validate`
 def test_the_shipped_definitions_validate_in_a_subprocess(tmp_path):
     import subprocess
     import sys

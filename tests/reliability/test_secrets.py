@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -58,8 +57,9 @@ from orchestration.lineage import runs as lineage_runs
 from orchestration.ops.alerts import alert_sensors, alerting_from_env
 from orchestration.monitoring.slack_progress import progress_callbacks_from_env
 from tests.conftest import run_event, step_failure
-from tests.lineage.http_receiver import LineageReceiver
-from tests.monitoring.conftest import pushgateway  # noqa: F401 -- a real Pushgateway (session fixture)
+from tests.support.http_receiver import LineageReceiver
+from tests.support.ports import free_port
+from tests.support.prometheus import pushgateway_fixture  # noqa: F401  (the `pushgateway` fixture: a real Pushgateway)
 
 ROOT = Path(__file__).resolve().parents[2]
 SMTP_USER = "alerts"
@@ -200,12 +200,6 @@ def event_log_haystacks(instance) -> dict[str, str]:
 
 
 # -- real receivers ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class HttpInbox:
@@ -430,9 +424,10 @@ def test_the_scan_finds_a_marker_in_every_kind_of_file(tmp_path, markers):
 # -- generated dataflows: backends up, backends down ------------------------------------------------
 
 
+@pytest.mark.services  # the Pushgateway
 def test_no_secret_leaks_from_runs_alerts_lineage_or_metrics(
     make_module, data_dir, instance, tmp_path, markers, clean_env, lineage_backend, webhooks, smtp,
-    pushgateway, caplog, capfd,  # noqa: F811
+    pushgateway, caplog, capfd,
 ):
     caplog.set_level(logging.DEBUG)  # openlineage-python, urllib3 and our own debug logs included
     caplog.set_level(logging.WARNING, logger="mail.log")  # the test SMTP server's own AUTH trace
@@ -553,8 +548,9 @@ def test_a_pushgateway_password_with_reserved_characters_is_never_shown(
 # -- the shipped dataflows, through the CLI ---------------------------------------------------------
 
 
+@pytest.mark.services  # the Pushgateway, `dagster asset materialize`
 def test_the_shipped_dataflows_through_the_cli_leak_no_secret(
-    tmp_path, data_dir, markers, clean_env, lineage_backend, webhooks, smtp, pushgateway, caplog, capfd,  # noqa: F811
+    tmp_path, data_dir, markers, clean_env, lineage_backend, webhooks, smtp, pushgateway, caplog, capfd,
 ):
     """`dagster asset materialize -m orchestration.definitions` in its own process, as an operator
     runs it: the ML dataflow succeeds, a day of sales with a non-UTF-8 file fails (after the shipped
@@ -629,15 +625,16 @@ def test_the_shipped_dataflows_through_the_cli_leak_no_secret(
 
 
 def fake_checkout(tmp_path: Path) -> Path:
-    """scripts/dev copied into a checkout whose install step and `dagster` only record their
-    arguments: the script's own logic runs for real, nothing is installed or started."""
+    """scripts/dev copied into a checkout whose install step, `python` and `dagster` only record
+    their arguments: the script's own logic runs for real, nothing is installed or started."""
     checkout = tmp_path / "checkout"
     (checkout / "scripts").mkdir(parents=True)
     (checkout / ".venv" / "bin").mkdir(parents=True)
     shutil.copy2(ROOT / "scripts" / "dev", checkout / "scripts" / "dev")
     (checkout / "scripts" / "install").write_text("#!/usr/bin/env bash\nexit 0\n")
     (checkout / ".venv" / "bin" / "dagster").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
-    for script in [checkout / "scripts" / "install", checkout / ".venv" / "bin" / "dagster"]:
+    (checkout / ".venv" / "bin" / "python").write_text('#!/usr/bin/env bash\necho "$@" >> "$(dirname "$0")/python.calls"\n')
+    for script in [checkout / "scripts" / "install", *(checkout / ".venv" / "bin").iterdir()]:
         script.chmod(0o755)
     return checkout
 
@@ -652,6 +649,7 @@ def dev_arguments(checkout: Path, **env: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+@pytest.mark.services  # scripts/dev (with `dagster` stubbed)
 def test_scripts_dev_serves_the_ui_on_loopback_unless_told_otherwise(tmp_path):
     checkout = fake_checkout(tmp_path)
 
@@ -662,3 +660,6 @@ def test_scripts_dev_serves_the_ui_on_loopback_unless_told_otherwise(tmp_path):
     assert host == "127.0.0.1"
     assert arguments.count("-h") == 1 and not any(re.fullmatch(r"--host(=.*)?", a) for a in arguments)
     assert dev_arguments(checkout, DAGSTER_HOST="0.0.0.0")[arguments.index("-h") + 1] == "0.0.0.0"
+    # the sample week is written by scripts/dev (once per missing landing folder), not at definitions load
+    calls = (checkout / ".venv" / "bin" / "python.calls").read_text().splitlines()
+    assert calls == [f"-m hamilton_pipelines.sample_data {checkout / 'data' / 'landing'} --start 2026-01-01"] * 2

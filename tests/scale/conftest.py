@@ -1,13 +1,9 @@
 """A real Celery cluster on loopback: redis-server as the broker and two `dagster-celery` workers,
 each its own process group, all stopped at teardown."""
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +14,10 @@ import redis
 import yaml
 from celery import Celery
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.support import BIN, ROOT
+from tests.support.ports import free_port
+from tests.support.processes import group_members, stop_group
+
 WORKERS = ("worker_one", "worker_two")
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 10
@@ -32,12 +30,6 @@ class CeleryCluster:
     workers: tuple[str, ...]  # Celery node names, e.g. worker_one@host
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(args: list[str], log: Path, **kwargs) -> subprocess.Popen:
     with log.open("wb") as out:  # the child keeps its own handle
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
@@ -45,26 +37,9 @@ def _start(args: list[str], log: Path, **kwargs) -> subprocess.Popen:
 
 def _stop(process: subprocess.Popen) -> None:
     """Ends the whole process group (`dagster-celery worker start` runs `celery`, which forks its
-    pool): SIGTERM, and SIGKILL for whatever still runs after STOP_TIMEOUT_S."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _running_members(process) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    assert not _running_members(process), f"processes of group {process.pid} survived SIGKILL"
-
-
-def _running_members(process: subprocess.Popen) -> list[int]:
-    """Processes of the group that have not exited (zombies left to init do not count)."""
-    process.poll()  # reaps the group leader
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            state, _parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(group) == process.pid and state != "Z":
-                members.append(int(stat.parent.name))
-    return members
+    pool), and checks nothing of it survived."""
+    stop_group(process, timeout_s=STOP_TIMEOUT_S)
+    assert not group_members(process.pid), f"processes of group {process.pid} survived SIGKILL"
 
 
 def _logs(folder: Path) -> str:
@@ -84,7 +59,7 @@ def celery_cluster(tmp_path, data_dir):
     (home / "dagster.yaml").write_text("")
     with dg.DagsterInstance.from_config(str(home)):
         pass  # creates the instance's databases once, before two workers race to
-    port = _free_port()
+    port = free_port()
     config = {
         "broker": f"redis://127.0.0.1:{port}/0",
         "backend": f"redis://127.0.0.1:{port}/1",

@@ -11,7 +11,10 @@ from tests.scale.test_split import ASSETS, RUN_CONFIG, assert_values_match_hamil
 
 CELERY_WORKER = "Celery worker"  # the engine event's metadata entry naming the worker of a step
 # dagster-celery registers its step task again for every step it sends; harmless
-pytestmark = pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning")
+pytestmark = [
+    pytest.mark.services,  # redis-server and two Celery workers
+    pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning"),
+]
 
 
 def worker_of_each_step(instance, run_id) -> dict[str, str]:

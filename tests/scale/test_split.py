@@ -60,6 +60,7 @@ def test_groups_become_multi_assets_with_their_own_specs_checks_deps_and_config(
     assert inputs == {"grouped_flow__left": {"size"}, "grouped_flow__right": {"size"}, "grouped_flow__combined": set()}
 
 
+@pytest.mark.services  # the multiprocess executor: a process per step
 def test_independent_groups_overlap_in_separate_processes_and_values_match_hamilton(data_dir, instance):
     result = dg.execute_job(
         dg.reconstructable(split_defs.multiprocess_job), instance,

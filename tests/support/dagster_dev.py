@@ -1,33 +1,32 @@
-"""`dagster dev` for real, shared by the tests that need it: webserver and daemon on a free
-loopback port with a private DAGSTER_HOME and PIPELINE_DATA_DIR, and a small GraphQL client.
+"""`dagster dev` for real: webserver, daemon and code server on a free loopback port with a
+private DAGSTER_HOME, stopped with everything it started; and a small GraphQL client for it.
 
-A test module imports `dagster_dev_fixture` to get the `dagster_dev` fixture: it is
-module-scoped, so each such module starts one `dagster dev` and its tests share it.
+`dagster_dev(workspace, home, env)` serves any workspace (`workspace_for(module, home)` writes one
+for a definitions module). A test module imports `dagster_dev_fixture` to get the `dagster_dev`
+fixture, the shipped workspace.yaml as `scripts/dev` serves it: it is module-scoped, so each such
+module starts one `dagster dev` and its tests share it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import BIN, ROOT
+from tests.support.ports import free_port
+from tests.support.processes import stop_group
+
 LOCATION = "hamilton_pipelines"
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+START_TIMEOUT_S = 180
 
 
 class DagsterDev:
@@ -109,48 +108,59 @@ class DagsterDev:
         )["runsOrError"]["results"]
 
 
+def workspace_for(module: str, home: Path) -> Path:
+    """A workspace file in `home` that loads `module` as the location `hamilton_pipelines`."""
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n"
+        f"      module_name: {module}\n      working_directory: {ROOT}\n"
+        f"      location_name: {LOCATION}\n"
+    )
+    return workspace
+
+
+@contextlib.contextmanager
+def dagster_dev(workspace: Path, home: Path, env: dict[str, str]) -> Iterator[tuple[DagsterDev, subprocess.Popen]]:
+    """`dagster dev` serving `workspace` on the SQLite instance in `home`, with `env` on top of
+    this process's environment (`PIPELINE_DATA_DIR` is required: the client's `landing` is in it);
+    yields once the location has loaded."""
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = free_port()
+    log_path = home / "dagster_dev.log"
+    with log_path.open("w") as log:  # the child keeps its own handle
+        process = subprocess.Popen(
+            [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    client = DagsterDev(f"http://127.0.0.1:{port}", Path(env["PIPELINE_DATA_DIR"]) / "landing", log_path)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            with contextlib.suppress(OSError):
+                entries = client.graphql(
+                    "{ workspaceOrError { ... on Workspace { locationEntries { "
+                    "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+                )["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["locationOrLoadError"]:
+                    assert entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation", entries
+                    break
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"dagster dev did not come up in {START_TIMEOUT_S} s"
+            time.sleep(0.5)
+        yield client, process
+    finally:
+        stop_group(process)
+
+
 @pytest.fixture(scope="module", name="dagster_dev")
 def dagster_dev_fixture(tmp_path_factory):
     """`dagster dev` with an empty landing folder (so no sample data is generated: tests land
     their own files) and the landing sensor ticking every second."""
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     data = tmp_path_factory.mktemp("data")
-    landing = data / "landing"
-    landing.mkdir()
-    port = free_port()
-    log_path = home / "dagster_dev.log"
-    log = log_path.open("w")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data),
-           "LANDING_SENSOR_INTERVAL_S": "1"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    client = DagsterDev(f"http://127.0.0.1:{port}", landing, log_path)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                status = client.graphql(
-                    "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                    "locationOrLoadError { __typename } } } } }"
-                )
-                entries = status["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"]:
-                    assert entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "dagster dev did not come up in 180 s"
-            time.sleep(1)
+    (data / "landing").mkdir()
+    env = {"PIPELINE_DATA_DIR": str(data), "LANDING_SENSOR_INTERVAL_S": "1"}
+    with dagster_dev(ROOT / "workspace.yaml", home, env) as (client, _):
         yield client
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()

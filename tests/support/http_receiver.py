@@ -18,21 +18,15 @@ Everything the handler threads record is guarded by one lock; `wait_for` polls w
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.ports import free_port
+
 MODES = ("ok", "500", "hang", "refuse")
 ENDPOINT = "/api/v1/lineage"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (connections to it are refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Server(ThreadingHTTPServer):
