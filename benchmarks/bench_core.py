@@ -7,6 +7,9 @@ For a synthetic layered dataflow of N nodes, each measured in a fresh subprocess
            (N / 50 steps), each body yielding one `MaterializeResult` per asset;
   single   the same N specs in ONE multi-asset (Dagster 1.13 looks each output up among all of
            them, so this grows quadratically: only measured up to --single-max nodes);
+  patched  `dagster` with this project's fixes of Dagster's per-output costs installed
+           (`install_step_patches`), which `ours` runs with: how much of a ratio below 1 is those
+           fixes rather than a small cost of our own (reported, no target);
   ours     `hamilton_assets(module, store_root=...)` materialized, everything on (storage,
            metadata, progress events, OpenLineage with its default file transport).
 
@@ -49,7 +52,7 @@ SPECS_PER_ASSET = 50  # the floor's multi-asset size: Dagster's per-output looku
 SINGLE_MAX = 1000  # the single multi-asset takes over 18 minutes at 5,000 nodes in Dagster 1.13
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the same for all Dagster runs
 TARGET_RATIO, TARGET_GROWTH, TARGET_EXTRA_EVENTS = 1.10, 1.15, 0.1
-KINDS = ("raw", "dagster", "ours", "single")
+KINDS = ("raw", "dagster", "patched", "ours", "single")
 
 
 # -- the synthetic dataflow (bench_lineage.py and others import these) ----------------------------
@@ -128,6 +131,13 @@ def dagster(module, instance, workdir):
     return _materialize(parts, instance)
 
 
+def patched(module, instance, workdir):
+    from orchestration.dagster_patches import install_step_patches
+
+    assert install_step_patches(), "the patches do not apply to this Dagster version"
+    return dagster(module, instance, workdir)
+
+
 def single(module, instance, workdir):
     return _materialize([spec_asset(f"single_{module.__name__}", functions_of(module))], instance)
 
@@ -149,7 +159,7 @@ def _materialize(assets, instance):
     return run
 
 
-MEASUREMENTS = {f.__name__: f for f in (raw, dagster, single, ours)}
+MEASUREMENTS = {f.__name__: f for f in (raw, dagster, patched, single, ours)}
 
 
 def worker(kind: str, n: int, workdir: Path, profile: str | None) -> dict:
@@ -234,9 +244,9 @@ def revision() -> str:
     return commit + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def measure_size(n: int, repeat: int, single_max: int, instance_dir: str | None) -> dict:
+def measure_size(n: int, repeat: int, single_max: int, instance_dir: str | None, patched_floor: bool) -> dict:
     """`repeat` rounds of one sample of each kind, interleaved so drift hits every kind alike."""
-    kinds = [k for k in KINDS if k != "single" or n <= single_max]
+    kinds = [k for k in KINDS if (k != "single" or n <= single_max) and (k != "patched" or patched_floor)]
     samples: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for r in range(repeat):
         for kind in kinds:
@@ -271,6 +281,8 @@ def measure_size(n: int, repeat: int, single_max: int, instance_dir: str | None)
         },
         "samples": samples,
     }
+    if "patched" in median:
+        row.update(patched_s=median["patched"], ratio_patched=median["ours"] / (median["raw"] + median["patched"]))
     if "single" in median:
         single_floor = median["raw"] + median["single"]
         row.update(
@@ -282,9 +294,11 @@ def measure_size(n: int, repeat: int, single_max: int, instance_dir: str | None)
     return row
 
 
-def measure_all(sizes: list[int], repeat: int, single_max: int, instance_dir: str | None) -> dict:
+def measure_all(
+    sizes: list[int], repeat: int, single_max: int, instance_dir: str | None, patched_floor: bool
+) -> dict:
     load_before, revision_before = os.getloadavg()[0], revision()
-    runs = {n: measure_size(n, repeat, single_max, instance_dir) for n in sizes}
+    runs = {n: measure_size(n, repeat, single_max, instance_dir, patched_floor) for n in sizes}
     small, large = runs[sizes[0]], runs[sizes[-1]]
     return {
         "revision": revision_before,
@@ -351,6 +365,12 @@ def print_tables(results: dict) -> None:
             f"| {n:,} | {r['ours_events_per_asset']:.3f} | {r['floor_events_per_asset']:.3f} "
             f"| {r['extra_events_per_asset']:+.3f} | {single} |"
         )
+    if any("patched_s" in r for r in results["sizes"].values()):
+        print("\n| N | Dagster with the patches, multi-assets of 50 | ours / (raw + that) |")
+        print("| ---: | ---: | ---: |")
+        for n, r in results["sizes"].items():
+            print(f"| {n:,} | {r['patched_s']:.2f} s | {r['ratio_patched']:.3f} |")
+
     largest = results["sizes"][sizes[-1]]["events_by_type_per_asset"]
     print(f"\nevents per asset by type at N = {sizes[-1]:,} (ours / floor):")
     for kind in sorted(set(largest["ours"]) | set(largest["dagster"])):
@@ -426,6 +446,10 @@ def main() -> None:
         "--single-max", type=int, default=SINGLE_MAX,
         help="largest N at which the single-multi-asset baseline runs (0: never)",
     )
+    parser.add_argument(
+        "--patched-floor", action="store_true",
+        help="also measure the floor's Dagster with the project's fixes of its per-output costs",
+    )
     parser.add_argument("--profile", metavar="DIR", help="profile raw, dagster, ours at the largest size")
     parser.add_argument(
         "--instance-dir",
@@ -440,7 +464,7 @@ def main() -> None:
         return
 
     sizes = sorted(set(args.sizes))
-    results = measure_all(sizes, args.repeat, args.single_max, args.instance_dir)
+    results = measure_all(sizes, args.repeat, args.single_max, args.instance_dir, args.patched_floor)
     print_tables(results)
     if args.profile:
         results["profile"] = profile_largest(Path(args.profile).resolve(), sizes[-1])
