@@ -31,12 +31,27 @@ START = date(2026, 1, 1)
 
 
 def materialize(home: Path, data: Path, *partition_args: str) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data),
-           "HAMILTON_TELEMETRY_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PIPELINE_DATA_DIR": str(data),
+        "HAMILTON_TELEMETRY_ENABLED": "false",
+    }
     subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions",
-         "--select", "group:sales_analytics", *partition_args],
-        cwd=ROOT, env=env, check=True, capture_output=True,
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "orchestration.definitions",
+            "--select",
+            "group:sales_analytics",
+            *partition_args,
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -59,7 +74,9 @@ def timed(days: list[str], per_day: bool) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json")

@@ -35,8 +35,8 @@ import os
 import pstats
 import random
 import re
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,9 +93,7 @@ def spec_asset(name: str, functions):
     one per asset in topological order."""
     import dagster as dg
 
-    specs = [
-        dg.AssetSpec(f.__name__, deps=list(inspect.signature(f).parameters)) for f in functions
-    ]
+    specs = [dg.AssetSpec(f.__name__, deps=list(inspect.signature(f).parameters)) for f in functions]
 
     @dg.multi_asset(name=name, specs=specs, can_subset=True)  # subsettable, as ours is
     def _asset(context):
@@ -132,7 +130,7 @@ def dagster(module, instance, workdir):
 
 
 def patched(module, instance, workdir):
-    from orchestration.dagster_patches import install_step_patches
+    from orchestration.execution.dagster_patches import install_step_patches
 
     assert install_step_patches(), "the patches do not apply to this Dagster version"
     return dagster(module, instance, workdir)
@@ -225,9 +223,7 @@ def run_worker(kind: str, n: int, profile: str | None = None, instance_dir: str 
         )
         command = [sys.executable, __file__, "--worker", kind, str(n), tmp]
         command += ["--profile", profile] if profile else []
-        done = subprocess.run(
-            command, env=env, cwd=ROOT, capture_output=True, text=True, check=False
-        )
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"{kind} at N={n} failed:\n{done.stderr[-5000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -282,7 +278,9 @@ def measure_size(n: int, repeat: int, single_max: int, instance_dir: str | None,
         "samples": samples,
     }
     if "patched" in median:
-        row.update(patched_s=median["patched"], ratio_patched=median["ours"] / (median["raw"] + median["patched"]))
+        row.update(
+            patched_s=median["patched"], ratio_patched=median["ours"] / (median["raw"] + median["patched"])
+        )
     if "single" in median:
         single_floor = median["raw"] + median["single"]
         row.update(
@@ -415,8 +413,7 @@ def excess_profile(ours: str, references: list[str], top: int = 15) -> dict[str,
         if name(func) not in seen
     ]
     return {
-        key: sorted(rows, key=lambda r: r[key], reverse=True)[:top]
-        for key in ("cumulative_s", "internal_s")
+        key: sorted(rows, key=lambda r: r[key], reverse=True)[:top] for key in ("cumulative_s", "internal_s")
     }
 
 
@@ -431,8 +428,7 @@ def profile_largest(folder: Path, n: int) -> dict[str, list[dict]]:
         print(f"\nours at N={n}, functions that ran in neither raw nor dagster, by {key}:")
         for r in rows:
             print(
-                f"  {r['cumulative_s']:8.3f} cum {r['internal_s']:8.3f} int {r['calls']:>8}x  "
-                f"{r['function']}"
+                f"  {r['cumulative_s']:8.3f} cum {r['internal_s']:8.3f} int {r['calls']:>8}x  {r['function']}"
             )
     return excess
 
@@ -443,11 +439,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
-        "--single-max", type=int, default=SINGLE_MAX,
+        "--single-max",
+        type=int,
+        default=SINGLE_MAX,
         help="largest N at which the single-multi-asset baseline runs (0: never)",
     )
     parser.add_argument(
-        "--patched-floor", action="store_true",
+        "--patched-floor",
+        action="store_true",
         help="also measure the floor's Dagster with the project's fixes of its per-output costs",
     )
     parser.add_argument("--profile", metavar="DIR", help="profile raw, dagster, ours at the largest size")

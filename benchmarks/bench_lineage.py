@@ -57,11 +57,11 @@ from bench_core import load_dataflow  # noqa: E402
 from hamilton_pipelines import ml_pipeline, sales_analytics  # noqa: E402
 from hamilton_pipelines.sample_data import write_sample_sales  # noqa: E402
 from orchestration import hamilton_assets  # noqa: E402
-from orchestration.lineage.runs import dagster_run  # noqa: E402
-from orchestration.lineage.delivery import LineageSpool  # noqa: E402
-from orchestration.lineage.observer import OpenLineageObserver  # noqa: E402
 from orchestration.lineage import client as lineage_client  # noqa: E402
 from orchestration.lineage import runs as lineage_runs  # noqa: E402
+from orchestration.lineage.delivery import LineageSpool  # noqa: E402
+from orchestration.lineage.observer import OpenLineageObserver  # noqa: E402
+from orchestration.lineage.runs import dagster_run  # noqa: E402
 from orchestration.storage import store as storage  # noqa: E402
 from tests.support.http_receiver import LineageReceiver, free_port  # noqa: E402
 
@@ -98,8 +98,13 @@ class Breakdown:
         self._cpu: dict[int, float] = {}
         observer = OpenLineageObserver
         callbacks = (
-            "step_started", "asset_started", "asset_running", "asset_materialized", "asset_failed",
-            "before_report", "step_finished",
+            "step_started",
+            "asset_started",
+            "asset_running",
+            "asset_materialized",
+            "asset_failed",
+            "before_report",
+            "step_finished",
         )
         for method in callbacks:
             self._wrap(observer, method, "observer (all callbacks)")
@@ -155,7 +160,9 @@ def _delivery_cpu_s() -> dict[int, float]:
     for thread in threading.enumerate():
         if thread.name == "openlineage-delivery" and thread.native_id is not None:
             try:
-                fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+                fields = (
+                    Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+                )
             except OSError:  # the thread just ended
                 continue
             cpu[thread.native_id] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
@@ -215,9 +222,7 @@ def run_part(
     os.environ["PIPELINE_DATA_DIR"] = str(workdir / "definitions")
     assets, asset_count = make_assets(workdir)
     data_dirs = {config: workdir / f"data_{config}" for config in configs}
-    backends = {
-        c: LineageReceiver(c, port=free_port() if c == "refuse" else 0) for c in backend_configs
-    }
+    backends = {c: LineageReceiver(c, port=free_port() if c == "refuse" else 0) for c in backend_configs}
     urls = {config: backend.url for config, backend in backends.items()}
     dagster_home = instance_dir / f"dagster_home_{part}"
     dagster_home.mkdir(parents=True)
@@ -226,7 +231,9 @@ def run_part(
     samples: dict[str, list[float]] = {config: [] for config in configs}
     parts: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
     try:
-        print(f"{part}: {asset_count} assets; warm-up, one run per configuration", file=sys.stderr, flush=True)
+        print(
+            f"{part}: {asset_count} assets; warm-up, one run per configuration", file=sys.stderr, flush=True
+        )
         for config in configs:
             set_lineage_env(config, data_dirs[config], urls)
             seconds, run_id = materialize(assets, instance)
@@ -247,13 +254,16 @@ def run_part(
             shown = "  ".join(f"{c} {samples[c][-1]:.3f} s" for c in configs)
             print(
                 f"  round {r + 1}/{repeat} ({order[0]} first): {shown}  (load {os.getloadavg()[0]:.2f})",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
 
         # What each configuration wrote: its spool now, plus what its backend already took.
         # (Read after the timed runs, so counting costs them nothing.)
         spools = {c: LineageSpool(data_dirs[c] / "lineage" / "spool") for c in configs}
-        spooled = {c: [event for _, payload in spools[c].pending() for event in _events(payload)] for c in configs}
+        spooled = {
+            c: [event for _, payload in spools[c].pending() for event in _events(payload)] for c in configs
+        }
         received_while_down = {c: backends[c].events for c in backend_configs}
         # Evidence that the dead backends were tried: requests held, the delivery's last error.
         held = {c: backends[c].held for c in backend_configs}
@@ -277,16 +287,21 @@ def run_part(
         delivered = {c: backends[c].events for c in backend_configs}
         owner = {
             dagster_run(instance, run_id).openlineage_run_id: config
-            for config in configs for run_id in runs[config]
+            for config in configs
+            for run_id in runs[config]
         }
         materialized = {  # Dagster's count of materialized assets per run
             run_id: len(
                 instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
             )
-            for config in configs for run_id in runs[config]
+            for config in configs
+            for run_id in runs[config]
         }
-        ol_run = {run_id: dagster_run(instance, run_id).openlineage_run_id
-                  for config in configs for run_id in runs[config]}
+        ol_run = {
+            run_id: dagster_run(instance, run_id).openlineage_run_id
+            for config in configs
+            for run_id in runs[config]
+        }
     finally:
         for backend in backends.values():
             backend.close()
@@ -339,7 +354,9 @@ def run_part(
         for run_id in runs[config]:
             events = per_ol_run[ol_run[run_id]]
             asset_completes = {
-                e["run"]["runId"] for e in events if e["eventType"] == "COMPLETE" and "parent" in e["run"].get("facets", {})
+                e["run"]["runId"]
+                for e in events
+                if e["eventType"] == "COMPLETE" and "parent" in e["run"].get("facets", {})
             }
             run_types = {e["eventType"] for e in events if "parent" not in e["run"].get("facets", {})}
             missing_complete += max(0, materialized[run_id] - len(asset_completes))
@@ -353,7 +370,9 @@ def run_part(
             "in_this_spool_from_other_configs": foreign_spooled[config],
             "received_while_down": len(received_while_down[config]),
             "received_by_its_backend": len(arrived[config][config]),
-            "received_by_other_backends": {b: len(arrived[config][b]) for b in backend_configs if b != config},
+            "received_by_other_backends": {
+                b: len(arrived[config][b]) for b in backend_configs if b != config
+            },
             "duplicates": len(everywhere) - len(set(everywhere)),
             "lost": len(written[config] - set(everywhere)),
             "assets_without_complete": missing_complete,
@@ -365,7 +384,9 @@ def run_part(
         }
     results["off_spooled"] = len(spooled["off"])
     results["off_received"] = sum(len(arrived["off"][b]) for b in backend_configs)
-    results["unattributed_received"] = sum(len(v) for v in arrived["unknown"].values()) if "unknown" in arrived else 0
+    results["unattributed_received"] = (
+        sum(len(v) for v in arrived["unknown"].values()) if "unknown" in arrived else 0
+    )
     return results
 
 
@@ -427,7 +448,9 @@ def print_part(part: str, results: dict, title: str) -> None:
     print("| --- |" + " ---: |" * 12 + " --- |")
     for config, d in results["delivery"].items():
         ok = (
-            d["lost"] == 0 and d["still_spooled"] == 0 and d["assets_without_complete"] == 0
+            d["lost"] == 0
+            and d["still_spooled"] == 0
+            and d["assets_without_complete"] == 0
             and d["run_start_or_complete_missing"] == 0
         )
         elsewhere = sum(d["received_by_other_backends"].values()) + d["in_this_spool_from_other_configs"]
@@ -477,7 +500,9 @@ def main() -> None:
         "shipped": "shipped dataflows (sales_analytics + ml_pipeline)",
     }
     makers = {"generated": generated_assets(args.nodes), "shipped": shipped_assets}
-    caller_env = {k: v for k, v in os.environ.items() if k.startswith("OPENLINEAGE") or k == "PIPELINE_DATA_DIR"}
+    caller_env = {
+        k: v for k, v in os.environ.items() if k.startswith("OPENLINEAGE") or k == "PIPELINE_DATA_DIR"
+    }
     # One temporary folder for everything, removed at the very end: background delivery threads of
     # earlier parts (idle once their spool is delivered) never see their folder disappear mid-run.
     with tempfile.TemporaryDirectory(prefix="bench_lineage_") as tmp:

@@ -148,7 +148,9 @@ def memory_worker(kind: str, workdir: Path) -> dict:
         assets = hamilton_assets(module, store_root=str(workdir / "store"))
         assert dg.materialize([assets], instance=instance, run_config=bench_core.QUIET).success
     # A step run in a child process counts too: the larger of the two peaks is the step's.
-    peaks_kib = [resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    peaks_kib = [
+        resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    ]
     return {"mib": max(peaks_kib) / 1024}
 
 
@@ -156,14 +158,25 @@ def in_fresh_process(*args: str, times: int = 1) -> list[dict]:
     """`times` fresh processes in turn, sharing one data directory (so later ones find the
     code-version cache the first one wrote, as every process after a code location's first does)."""
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
-        env = {**os.environ, "HAMILTON_TELEMETRY_ENABLED": "false", "OPENLINEAGE_DISABLED": "true",
-               "DAGSTER_HOME": tmp, "PIPELINE_DATA_DIR": str(Path(tmp, "data"))}
+        env = {
+            **os.environ,
+            "HAMILTON_TELEMETRY_ENABLED": "false",
+            "OPENLINEAGE_DISABLED": "true",
+            "DAGSTER_HOME": tmp,
+            "PIPELINE_DATA_DIR": str(Path(tmp, "data")),
+        }
         results = []
         for i in range(times):
             workdir = Path(tmp, f"work{i}")
             workdir.mkdir()
-            done = subprocess.run([sys.executable, __file__, "--worker", *args, str(workdir)], env=env,
-                                  cwd=ROOT, capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", *args, str(workdir)],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
                 sys.exit(f"worker {args} failed:\n{done.stderr[-5000:]}")
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -223,21 +236,40 @@ def ui_asset_graph(n: int) -> dict:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        env = {**os.environ, "DAGSTER_HOME": tmp, "PIPELINE_DATA_DIR": str(folder / "data"),
-               "HAMILTON_TELEMETRY_ENABLED": "false",
-               "PYTHONPATH": os.pathsep.join([tmp, str(ROOT)])}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": tmp,
+            "PIPELINE_DATA_DIR": str(folder / "data"),
+            "HAMILTON_TELEMETRY_ENABLED": "false",
+            "PYTHONPATH": os.pathsep.join([tmp, str(ROOT)]),
+        }
         started = time.perf_counter()
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "big_defs", "-h", "127.0.0.1",
-             "-p", str(port)],
-            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                str(Path(sys.executable).parent / "dagster"),
+                "dev",
+                "-m",
+                "big_defs",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         query = json.dumps({"query": "{ assetNodes { assetKey { path } dependencyKeys { path } } }"}).encode()
         try:
             while True:
                 try:
-                    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
-                                                     headers={"Content-Type": "application/json"})
+                    request = urllib.request.Request(
+                        f"http://127.0.0.1:{port}/graphql",
+                        data=query,
+                        headers={"Content-Type": "application/json"},
+                    )
                     with urllib.request.urlopen(request, timeout=120) as response:
                         nodes = json.load(response)["data"]["assetNodes"]
                     if nodes:
@@ -249,16 +281,25 @@ def ui_asset_graph(n: int) -> dict:
                 time.sleep(0.5)
             ready = time.perf_counter() - started
             t0 = time.perf_counter()
-            with urllib.request.urlopen(urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql", data=query,
-                    headers={"Content-Type": "application/json"}), timeout=120) as response:
+            with urllib.request.urlopen(
+                urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=query,
+                    headers={"Content-Type": "application/json"},
+                ),
+                timeout=120,
+            ) as response:
                 again = len(json.load(response)["data"]["assetNodes"])
             query_s = time.perf_counter() - t0
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
-        return {"nodes": len(nodes), "nodes_again": again, "first_answer_s": round(ready, 2),
-                "asset_graph_query_s": round(query_s, 2)}
+        return {
+            "nodes": len(nodes),
+            "nodes_again": again,
+            "first_answer_s": round(ready, 2),
+            "asset_graph_query_s": round(query_s, 2),
+        }
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -290,12 +331,18 @@ def main() -> None:
     if "memory" not in args.skip:
         [hamilton] = in_fresh_process("memory", "hamilton")
         [ours_peak] = in_fresh_process("memory", "ours")
-        results["memory"] = {"nodes": MEMORY_NODES, "rows": MEMORY_ROWS,
-                             "hamilton_mib": round(hamilton["mib"]), "ours_mib": round(ours_peak["mib"]),
-                             "ratio": round(ours_peak["mib"] / hamilton["mib"], 3)}
+        results["memory"] = {
+            "nodes": MEMORY_NODES,
+            "rows": MEMORY_ROWS,
+            "hamilton_mib": round(hamilton["mib"]),
+            "ours_mib": round(ours_peak["mib"]),
+            "ratio": round(ours_peak["mib"] / hamilton["mib"], 3),
+        }
         met = results["memory"]["ratio"] <= TARGET_MEMORY
-        print(f"peak memory: {results['memory']}  {'ok' if met else 'MISSED'} (target <= {TARGET_MEMORY})",
-              file=sys.stderr)
+        print(
+            f"peak memory: {results['memory']}  {'ok' if met else 'MISSED'} (target <= {TARGET_MEMORY})",
+            file=sys.stderr,
+        )
     results["load_average_after"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2))
     if args.json:

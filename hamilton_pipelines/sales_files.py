@@ -57,7 +57,9 @@ def read_sales_file(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise SalesFileError(f"Sales file {path} is not UTF-8 ({error.reason}); re-export it as UTF-8.") from None
+        raise SalesFileError(
+            f"Sales file {path} is not UTF-8 ({error.reason}); re-export it as UTF-8."
+        ) from None
     except pd.errors.EmptyDataError:
         raise SalesFileError(f"Sales file {path} is empty; re-export it with a header and rows.") from None
     except (pd.errors.ParserError, OSError) as error:

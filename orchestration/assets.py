@@ -71,11 +71,22 @@ def hamilton_assets(
     environment, see `ProgressSettings`).
     """
     flow = _DataflowAssets(
-        modules, config=config, translator=translator, name=name, upstream_assets=upstream_assets,
-        store_root=store_root, formats=formats, partitions_def=partitions_def,
-        partition_input=partition_input, retry_policy=retry_policy, backfill_policy=backfill_policy,
-        pool=pool, op_tags=op_tags, progress_callbacks=progress_callbacks,
-        progress_settings=progress_settings, max_parallel_nodes=max_parallel_nodes,
+        modules,
+        config=config,
+        translator=translator,
+        name=name,
+        upstream_assets=upstream_assets,
+        store_root=store_root,
+        formats=formats,
+        partitions_def=partitions_def,
+        partition_input=partition_input,
+        retry_policy=retry_policy,
+        backfill_policy=backfill_policy,
+        pool=pool,
+        op_tags=op_tags,
+        progress_callbacks=progress_callbacks,
+        progress_settings=progress_settings,
+        max_parallel_nodes=max_parallel_nodes,
     )
     return flow.multi_asset(flow.dataflow.name, list(flow.dataflow.assets))
 
@@ -108,11 +119,22 @@ def hamilton_assets_by_group(
     inputs its own nodes read. Groups that depend on each other in a circle are refused.
     """
     flow = _DataflowAssets(
-        modules, config=config, translator=translator, name=name, upstream_assets=upstream_assets,
-        store_root=store_root, formats=formats, partitions_def=partitions_def,
-        partition_input=partition_input, retry_policy=retry_policy, backfill_policy=backfill_policy,
-        pool=pool, op_tags=op_tags, progress_callbacks=progress_callbacks,
-        progress_settings=progress_settings, max_parallel_nodes=max_parallel_nodes,
+        modules,
+        config=config,
+        translator=translator,
+        name=name,
+        upstream_assets=upstream_assets,
+        store_root=store_root,
+        formats=formats,
+        partitions_def=partitions_def,
+        partition_input=partition_input,
+        retry_policy=retry_policy,
+        backfill_policy=backfill_policy,
+        pool=pool,
+        op_tags=op_tags,
+        progress_callbacks=progress_callbacks,
+        progress_settings=progress_settings,
+        max_parallel_nodes=max_parallel_nodes,
     )
     groups = assets_by_group(flow.dataflow, flow.group_of)
     return [
@@ -125,13 +147,30 @@ class _DataflowAssets:
     """One dataflow's specs, checks and run config, built once; cut into one or more multi-assets."""
 
     def __init__(
-        self, modules, *, config, translator, name, upstream_assets, store_root, formats,
-        partitions_def, partition_input, retry_policy, backfill_policy, pool, op_tags,
-        progress_callbacks, progress_settings, max_parallel_nodes,
+        self,
+        modules,
+        *,
+        config,
+        translator,
+        name,
+        upstream_assets,
+        store_root,
+        formats,
+        partitions_def,
+        partition_input,
+        retry_policy,
+        backfill_policy,
+        pool,
+        op_tags,
+        progress_callbacks,
+        progress_settings,
+        max_parallel_nodes,
     ):
         self.translator = translator = translator or HamiltonTranslator()
         self.stream = ResultStream()
-        adapters = [self.stream] if max_parallel_nodes is None else [self.stream, ParallelNodes(max_parallel_nodes)]
+        adapters = (
+            [self.stream] if max_parallel_nodes is None else [self.stream, ParallelNodes(max_parallel_nodes)]
+        )
         self.dataflow = dataflow = Dataflow(modules, config, name=name, adapters=adapters)
 
         self.keys = {node: translator._key_of(asset.node) for node, asset in dataflow.assets.items()}
@@ -169,7 +208,9 @@ class _DataflowAssets:
                 )
                 for check in asset.checks
             ]
-        self.group_of = {node_name: spec.group_name or DEFAULT_GROUP for node_name, spec in self.specs.items()}
+        self.group_of = {
+            node_name: spec.group_name or DEFAULT_GROUP for node_name, spec in self.specs.items()
+        }
 
         self.store = None
         if store_root is not None or formats:
@@ -183,7 +224,9 @@ class _DataflowAssets:
         self.progress_callbacks = progress_callbacks
         self.progress_settings = progress_settings
 
-    def multi_asset(self, name: str, assets: Sequence[str], needed_inputs: bool = False) -> dg.AssetsDefinition:
+    def multi_asset(
+        self, name: str, assets: Sequence[str], needed_inputs: bool = False
+    ) -> dg.AssetsDefinition:
         """The given assets as one subsettable step; with `needed_inputs`, its run config holds only
         the inputs those assets' nodes read (other assets are loaded, not computed, there)."""
         config_schema = self.config_schema
@@ -191,8 +234,16 @@ class _DataflowAssets:
             read = set(plan_selection(self.dataflow, assets).inputs)
             config_schema = {key: field for key, field in config_schema.items() if key in read}
         runner = StepRunner(
-            self.dataflow, self.stream, self.keys, self.upstream_inputs, self.fixed_inputs, self.store,
-            self.progress_callbacks, self.translator, self.partition_input, self.progress_settings,
+            self.dataflow,
+            self.stream,
+            self.keys,
+            self.upstream_inputs,
+            self.fixed_inputs,
+            self.store,
+            self.progress_callbacks,
+            self.translator,
+            self.partition_input,
+            self.progress_settings,
         )
         runner.observers.append(OpenLineageObserver())
         runner.observers.append(TerminalProgress())
@@ -240,9 +291,7 @@ def _check_keys(dataflow: Dataflow, keys: Mapping[str, dg.AssetKey]) -> None:
         owners[key] = node_name
 
 
-def _upstream_inputs(
-    dataflow: Dataflow, upstream_assets: Sequence[UpstreamAsset]
-) -> dict[str, dg.AssetKey]:
+def _upstream_inputs(dataflow: Dataflow, upstream_assets: Sequence[UpstreamAsset]) -> dict[str, dg.AssetKey]:
     """Inputs named after an upstream asset (its last key part, or its whole key joined by `__`)."""
     names: dict[str, dg.AssetKey] = {}
     for upstream in upstream_assets:
@@ -303,6 +352,7 @@ def _field(input_node: InputNode, config_type: Any) -> dg.Field:
     if input_node.has_default:
         return dg.Field(config_type, default_value=input_node.default, description=description)
     return dg.Field(config_type, is_required=True, description=description)
+
 
 # Asset groups: one step per group. Independent groups then run in parallel under the multiprocess
 # or Celery executor, and a group loads what other groups computed from the value store. A group is

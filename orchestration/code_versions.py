@@ -97,7 +97,11 @@ def _parse(source: bytes) -> dict[str, str]:
 
 def _has_docstring(node: ast.AST) -> bool:
     first = node.body[0] if node.body else None
-    return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    return (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
 
 
 def _cache_file(digest: str) -> Path:

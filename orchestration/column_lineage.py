@@ -93,9 +93,7 @@ def _as(source: ColumnSource, how: str) -> ColumnSource:
     return ColumnSource(source.asset, source.column, how)
 
 
-def as_dagster_metadata(
-    lineage: Mapping[str, list[ColumnSource]], key_of: Callable[[str], object]
-):
+def as_dagster_metadata(lineage: Mapping[str, list[ColumnSource]], key_of: Callable[[str], object]):
     """Dagster's `dagster/column_lineage` value (the run log shows it; Dagster+ draws it)."""
     import dagster as dg
 

@@ -232,9 +232,7 @@ class Dataflow:
             for consumer in consumers[name]:
                 if default is not NO_DEFAULT:
                     break
-                default = self.nodes[consumer].optional_dependencies_default_values.get(
-                    name, NO_DEFAULT
-                )
+                default = self.nodes[consumer].optional_dependencies_default_values.get(name, NO_DEFAULT)
             inputs[name] = InputNode(
                 name=name, type=node.type, default=default, consumers=tuple(consumers[name])
             )
@@ -268,11 +266,7 @@ def _build_driver(
     names = ", ".join(m.__name__ for m in modules)
     try:
         return (
-            driver.Builder()
-            .with_modules(*modules)
-            .with_config(dict(config))
-            .with_adapters(*adapters)
-            .build()
+            driver.Builder().with_modules(*modules).with_config(dict(config)).with_adapters(*adapters).build()
         )
     except Exception as error:  # Hamilton raises bare ValueError/TypeError for graph problems
         raise DataflowError(
@@ -295,9 +289,7 @@ def dependencies(node: graph_types.HamiltonNode) -> set[str]:
     return node.required_dependencies | node.optional_dependencies
 
 
-def _read_inputs(
-    names: typing.Iterable[str], nodes: Mapping[str, graph_types.HamiltonNode]
-) -> set[str]:
+def _read_inputs(names: typing.Iterable[str], nodes: Mapping[str, graph_types.HamiltonNode]) -> set[str]:
     """Those of `names` that are external inputs some node reads."""
     inputs = {name for name in names if name in nodes and nodes[name].is_external_input}
     if not inputs:

@@ -80,7 +80,9 @@ sales_landing = landing_sensor(
 
 # Alerts go to every notifier configured in the environment (see orchestration/ops/alerts.py);
 # SUCCESS_NOTICE_JOBS=sales_daily also announces that job's successful runs.
-notice_jobs = [job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")]
+notice_jobs = [
+    job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")
+]
 
 defs = dg.Definitions(
     assets=[sales_assets, ml_assets],

@@ -59,7 +59,9 @@ class SlackWebhook(Notifier):
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 response.read()
         except Exception as error:  # noqa: BLE001 - its text may hold the URL, which is the secret
-            timed_out = isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
+            timed_out = isinstance(error, TimeoutError) or isinstance(
+                getattr(error, "reason", None), TimeoutError
+            )
             raise NotDelivered(_without_url(error), timed_out) from None
 
     def describe(self) -> str:

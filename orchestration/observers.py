@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 if TYPE_CHECKING:
+    from orchestration.column_lineage import ColumnSource
     from orchestration.execution.plan import ExecutionPlan
     from orchestration.execution.runner import StepRunner
-    from orchestration.column_lineage import ColumnSource
     from orchestration.storage.store import StoredValue
 
 

@@ -65,15 +65,27 @@ def _parser() -> argparse.ArgumentParser:
         "modules", nargs="+", metavar="MODULE", help="Hamilton module(s), e.g. hamilton_pipelines.ml_pipeline"
     )
     parser.add_argument(
-        "--config", type=_pair, action="append", default=[], metavar="KEY=VALUE",
+        "--config",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="Hamilton config (a string), e.g. sales_scope=all; repeatable",
     )
     parser.add_argument(
-        "--input", type=_pair, action="append", default=[], metavar="NAME=VALUE",
+        "--input",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="a dataflow input, converted to its declared type; repeatable",
     )
     parser.add_argument(
-        "--output", type=_names, action="extend", default=[], metavar="NAME[,NAME...]",
+        "--output",
+        type=_names,
+        action="extend",
+        default=[],
+        metavar="NAME[,NAME...]",
         help="what to compute (default: every asset); repeatable",
     )
     return parser
@@ -150,7 +162,9 @@ def _convert(node: InputNode, text: str) -> Any:
             return tp(text) if tp in (str, int, float) else json.loads(text)
         except ValueError:
             pass
-    raise ValueError(f"--input {node.name}={text}: {node.name} takes {_type_name(node.type)} values, not {text!r}.")
+    raise ValueError(
+        f"--input {node.name}={text}: {node.name} takes {_type_name(node.type)} values, not {text!r}."
+    )
 
 
 def _type_name(tp: Any) -> str:

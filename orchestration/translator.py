@@ -72,9 +72,7 @@ class HamiltonTranslator:
                 metadata["dagster/code_references"] = _code_reference(source_file, line)
         return metadata
 
-    def get_column_schema(
-        self, node: HamiltonNode, columns: Sequence[HamiltonNode]
-    ) -> dg.TableSchema | None:
+    def get_column_schema(self, node: HamiltonNode, columns: Sequence[HamiltonNode]) -> dg.TableSchema | None:
         """Columns declared by `@schema.output` or by `@extract_columns` children."""
         declared = node.tags.get("hamilton.internal.schema_output")
         if declared:
@@ -83,8 +81,7 @@ class HamiltonTranslator:
         if columns:
             return dg.TableSchema(
                 columns=[
-                    dg.TableColumn(column.name, htypes.get_type_as_string(column.type))
-                    for column in columns
+                    dg.TableColumn(column.name, htypes.get_type_as_string(column.type)) for column in columns
                 ]
             )
         return None

@@ -62,7 +62,9 @@ def pytest_runtest_protocol(item, nextitem):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(subprocess.Popen, "_execute_child", start_only_dagsters_log_mirror)
-        patch.setattr(multiprocessing.process.BaseProcess, "start", lambda self: refuse(f"the process {self!r}"))
+        patch.setattr(
+            multiprocessing.process.BaseProcess, "start", lambda self: refuse(f"the process {self!r}")
+        )
         return (yield)
 
 

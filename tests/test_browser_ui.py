@@ -37,8 +37,13 @@ pytestmark = pytest.mark.services  # `dagster dev` and Chromium
 # Debian's chromium (scripts/install-system); CHROMIUM_PATH points elsewhere.
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1920, "height": 1200}  # wide enough for full asset nodes, not minimal ones
 TIMEOUT_MS = 30_000
@@ -91,8 +96,13 @@ def materialized(dagster_dev) -> dict:
     assert dagster_dev.wait_for_run(sales_run) == "SUCCESS", dagster_dev.run_messages(sales_run)
 
     dagster_dev.graphql("mutation { setNuxSeen }")  # no "Join the Dagster community" dialog
-    return {"groups": groups, "sales_group": sales_group, "ml_group": ml_group,
-            "ml_run": ml_run, "sales_run": sales_run}
+    return {
+        "groups": groups,
+        "sales_group": sales_group,
+        "ml_group": ml_group,
+        "ml_run": ml_run,
+        "sales_run": sales_run,
+    }
 
 
 def _wait_for_sensor_run(dagster_dev, file_name: str, timeout_s: float = 240) -> str:
@@ -133,8 +143,10 @@ def _asset_node_name(page, name: str):
 
 
 def test_the_asset_graph_shows_every_asset_of_each_dataflow(page, materialized, artifacts):
-    groups = [(materialized["sales_group"], materialized["sales_run"]),
-              (materialized["ml_group"], materialized["ml_run"])]
+    groups = [
+        (materialized["sales_group"], materialized["sales_run"]),
+        (materialized["ml_group"], materialized["ml_run"]),
+    ]
     for number, (group, run_id) in enumerate(groups, start=1):
         assets = materialized["groups"][group]
         with screenshot(page, artifacts, f"0{number}_asset_graph_{group}"):
@@ -161,8 +173,11 @@ def test_an_asset_page_shows_description_code_version_and_column_schema(
     )["assetNodeOrError"]
     description = inspect.cleandoc(getattr(sales_analytics, TABLE_ASSET).__doc__)
     assert node["description"] == description
-    [schema] = [e["schema"] for e in node["assetMaterializations"][0]["metadataEntries"]
-                if e["label"] == "dagster/column_schema"]
+    [schema] = [
+        e["schema"]
+        for e in node["assetMaterializations"][0]["metadataEntries"]
+        if e["label"] == "dagster/column_schema"
+    ]
     columns = [c["name"] for c in schema["columns"]]
     assert {"revenue", "is_large_order"} <= set(columns)
 
@@ -202,22 +217,25 @@ def test_the_run_log_shows_progress_and_column_lineage(page, materialized, artif
         page.goto(f"/runs/{run_id}")
         expect(page.get_by_text(f"partition: {SALES_DAY}", exact=True)).to_be_visible()
         page.get_by_placeholder("Filter…").fill("Computing")  # the step's first line
-        expect(page.get_by_text(re.compile(rf"^Computing {total} asset\(s\) of sales_analytics; "))).to_be_visible()
+        expect(
+            page.get_by_text(re.compile(rf"^Computing {total} asset\(s\) of sales_analytics; "))
+        ).to_be_visible()
         page.get_by_placeholder("Filter…").fill(TABLE_ASSET)
         page.get_by_role("button", name="View full message").first.click()
         message = page.get_by_role("dialog")
         expect(message.get_by_role("row").filter(has_text="progress")).to_contain_text(table_progress)
 
-
     lineage = _column_lineage(dagster_dev, run_id, TABLE_ASSET)
     with screenshot(page, artifacts, f"05_run_log_column_lineage_{TABLE_ASSET}"):
         message = page.get_by_role("dialog")  # the same message, still open
         expect(message).to_contain_text(f"/{TABLE_ASSET}/")  # the event of this asset
-        message.get_by_role("row").filter(has_text="dagster/column_lineage").get_by_text("[Show JSON]").click()
+        message.get_by_role("row").filter(has_text="dagster/column_lineage").get_by_text(
+            "[Show JSON]"
+        ).click()
         shown = page.get_by_role("dialog").filter(has_text="columnDeps")
         expect(shown).to_be_visible()
         text = shown.inner_text()
-        shown_lineage = json.loads(text[text.index("["): text.rindex("]") + 1])
+        shown_lineage = json.loads(text[text.index("[") : text.rindex("]") + 1])
         assert _simplified(shown_lineage) == lineage
         assert lineage["revenue"] == [("revenue", "revenue")]  # a Hamilton column node
 
@@ -233,8 +251,9 @@ def _column_lineage(dagster_dev, run_id: str, asset: str) -> dict[str, list[tupl
     )["assetNodeOrError"]
     [materialization] = node["assetMaterializations"]
     assert materialization["runId"] == run_id
-    [lineage] = [e["lineage"] for e in materialization["metadataEntries"]
-                 if e["label"] == "dagster/column_lineage"]
+    [lineage] = [
+        e["lineage"] for e in materialization["metadataEntries"] if e["label"] == "dagster/column_lineage"
+    ]
     return _simplified(lineage)
 
 

@@ -10,9 +10,9 @@ pytestmark = pytest.mark.services  # `dagster dev`
 
 
 def test_the_ui_shows_every_asset_with_description_group_code_version_and_kinds(dagster_dev):
-    nodes = dagster_dev.graphql(
-        "{ assetNodes { assetKey { path } description groupName opVersion kinds } }"
-    )["assetNodes"]
+    nodes = dagster_dev.graphql("{ assetNodes { assetKey { path } description groupName opVersion kinds } }")[
+        "assetNodes"
+    ]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     assert {"sales_report", "clean_sales", "trained_model", "evaluation_metrics"} <= set(by_key)
     report = by_key["sales_report"]
@@ -29,7 +29,9 @@ def test_a_run_launched_from_the_ui_materializes_with_progress(dagster_dev):
     assert status == "SUCCESS", messages
     progress = dagster_dev.materialization_progress(run_id)
     assert [m.split(" done in ")[0] for m in progress] == ["[1/2 50%] raw_dataset", "[2/2 100%] target"]
-    assert any(m.startswith("Computing 2 asset(s) of ml_pipeline; progress and ETA weighted by") for m in messages)
+    assert any(
+        m.startswith("Computing 2 asset(s) of ml_pipeline; progress and ETA weighted by") for m in messages
+    )
 
 
 def runs_for_file(dagster_dev, name: str) -> list[dict]:
@@ -79,6 +81,8 @@ def test_a_backfill_from_the_ui_is_one_run_over_its_range(dagster_dev):
     assert [r["status"] for r in runs] == ["SUCCESS"]
     tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
     assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
-        "2026-01-02", "2026-01-03")
+        "2026-01-02",
+        "2026-01-03",
+    )
     stored = dagster_dev.landing.parent / "assets" / "sales_report"
     assert {"partition=2026-01-02.txt", "partition=2026-01-03.txt"} <= {p.name for p in stored.iterdir()}

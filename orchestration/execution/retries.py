@@ -35,8 +35,7 @@ def retry_announcement(context, cause: str) -> str:
     wait = policy.calculate_delay(attempt) if policy.jitter is None else _unjittered(policy, attempt)
     about = "" if policy.jitter is None else "about "
     return (
-        f"{cause}. Dagster retries this step: attempt {attempt + 1} of {allowed} "
-        f"in {about}{duration(wait)}."
+        f"{cause}. Dagster retries this step: attempt {attempt + 1} of {allowed} in {about}{duration(wait)}."
     )
 
 
@@ -50,7 +49,11 @@ def attempt_note(context) -> str | None:
         context.run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY, ascending=False, limit=50
     ).records
     retry = next(
-        (r.event_log_entry.dagster_event for r in records if r.event_log_entry.step_key == step_context.step.key),
+        (
+            r.event_log_entry.dagster_event
+            for r in records
+            if r.event_log_entry.step_key == step_context.step.key
+        ),
         None,
     )
     note = f"Attempt {attempt} of {allowed}"
@@ -58,7 +61,9 @@ def attempt_note(context) -> str | None:
         return note + "."
     data = retry.step_retry_data
     cause = _first_line(data.error) if data and data.error else "the last attempt failed"
-    waited = f" (waited {duration(data.seconds_to_wait)})" if data and data.seconds_to_wait is not None else ""
+    waited = (
+        f" (waited {duration(data.seconds_to_wait)})" if data and data.seconds_to_wait is not None else ""
+    )
     return f"{note}, after {cause}{waited}"
 
 
@@ -71,6 +76,6 @@ def _first_line(error) -> str:
 
 
 def _unjittered(policy: dg.RetryPolicy, attempt: int) -> float:
-    return dg.RetryPolicy(max_retries=policy.max_retries, delay=policy.delay, backoff=policy.backoff).calculate_delay(
-        attempt
-    )
+    return dg.RetryPolicy(
+        max_retries=policy.max_retries, delay=policy.delay, backoff=policy.backoff
+    ).calculate_delay(attempt)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from orchestration import column_lineage
 from orchestration.errors import MissingUpstreamError, StorageError
 from orchestration.execution import retries
 from orchestration.execution.hamilton_stream import NodeResult
-from orchestration import column_lineage
 from orchestration.monitoring.callbacks import CallbackThread
 from orchestration.monitoring.live_nodes import NodeWatch
 from orchestration.monitoring.progress import (
@@ -77,8 +77,13 @@ class Step:
         units = [self._label(name, p) for p in self.partitions for name in plan.assets]
         usual = usual_durations(context, [runner.keys[name] for name in plan.assets])
         self.progress = StepProgress(
-            units, {self._label(n, p): usual[runner.keys[n]] for p in self.partitions for n in plan.assets
-                    if runner.keys[n] in usual}
+            units,
+            {
+                self._label(n, p): usual[runner.keys[n]]
+                for p in self.partitions
+                for n in plan.assets
+                if runner.keys[n] in usual
+            },
         )
         self.watch = NodeWatch(self.settings)
         self.callbacks = CallbackThread(runner.progress_callbacks, f"progress-{runner.dataflow.name}")
@@ -299,7 +304,9 @@ class Step:
         label = self._label(asset)
         self.watch.ended(label)
         cause = self.runner.describe_failure(item)
-        message = retries.retry_announcement(self.context, cause) if retries.will_retry(self.context) else cause
+        message = (
+            retries.retry_announcement(self.context, cause) if retries.will_retry(self.context) else cause
+        )
         if retries.will_retry(self.context):
             self.context.log.warning(message)
         self.callbacks.send(label, self.progress.percent, message)
@@ -340,7 +347,9 @@ class Step:
         asset = runner.dataflow.assets[name]
         upstream = {n: self.paths[n] for n in (*asset.upstream, *asset.inputs) if n in self.paths}
         runner.notify(
-            "asset_materialized", self.observed, name,
+            "asset_materialized",
+            self.observed,
+            name,
             Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
         )
         return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
@@ -386,5 +395,3 @@ def _merge_checks(results: Sequence[dg.AssetCheckResult], partitions: Sequence[s
             )
         },
     )
-
-

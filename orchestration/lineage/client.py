@@ -1,7 +1,6 @@
 """This process's OpenLineage client: which transport the configuration selects, the spool and
 background delivery per data directory, and `emit`, which only spools (see `lineage/__init__`)."""
 
-
 from __future__ import annotations
 
 import logging
@@ -78,7 +77,9 @@ def delivery() -> LineageDelivery:
     sent with another; a broken configuration keeps them spooled and says why.
     """
     settings = tuple(
-        sorted((k, v) for k, v in os.environ.items() if k.startswith("OPENLINEAGE") and not k.startswith(ALIASES))
+        sorted(
+            (k, v) for k, v in os.environ.items() if k.startswith("OPENLINEAGE") and not k.startswith(ALIASES)
+        )
     )
     signature = (os.environ.get("PIPELINE_DATA_DIR", ""), settings)
     if signature not in _deliveries:
@@ -116,7 +117,9 @@ def emit_all(
 ) -> None:
     """`emit` for several events, durable together in one spool commit (through `target`, this
     process's `delivery()` by default)."""
-    (target or delivery()).emit_all([(event, once_as, job.as_json if job else "") for event, once_as, job in items])
+    (target or delivery()).emit_all(
+        [(event, once_as, job.as_json if job else "") for event, once_as, job in items]
+    )
 
 
 def once(run_id: str, what: str, asset_key: str = "") -> str:

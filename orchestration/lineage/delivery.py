@@ -71,9 +71,12 @@ class LineageSpool:
         with db:
             db.execute("BEGIN IMMEDIATE")
             for payload, claim, note in items:
-                if claim is not None and not db.execute(
-                    "INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (claim, note)
-                ).rowcount:
+                if (
+                    claim is not None
+                    and not db.execute(
+                        "INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (claim, note)
+                    ).rowcount
+                ):
                     continue
                 db.execute("INSERT INTO events (payload) VALUES (?)", (json.dumps(payload),))
                 spooled += 1
@@ -151,7 +154,9 @@ class LineageDelivery:
         """`emit` for several (event, claim, note) items, durable together in one commit; an
         event is an openlineage-python event or one already serialized (a dict)."""
         try:
-            payloads = [(e if isinstance(e, dict) else Serde.to_dict(e), claim, note) for e, claim, note in items]
+            payloads = [
+                (e if isinstance(e, dict) else Serde.to_dict(e), claim, note) for e, claim, note in items
+            ]
             if not self.spool.put_all(payloads):
                 return
         except Exception:  # lineage must never break a run; the warning says what was lost
@@ -208,7 +213,9 @@ class LineageDelivery:
                             if status is None or status >= 500 or status in RETRYABLE_STATUS:
                                 raise
                             self.spool.reject(event_id, f"HTTP {status}: {error}")
-                            logger.warning("OpenLineage backend rejected event %d (HTTP %s); set aside", event_id, status)
+                            logger.warning(
+                                "OpenLineage backend rejected event %d (HTTP %s); set aside", event_id, status
+                            )
                         finally:
                             self.in_flight_since = None
                 finally:  # what was sent leaves the spool, even when a later event failed
@@ -235,7 +242,8 @@ class LineageDelivery:
             if thread.is_alive():
                 logger.warning(
                     "OpenLineage delivery still busy after %.1f s (%s); left to finish on its own",
-                    timeout_s, self.last_error or "sending",
+                    timeout_s,
+                    self.last_error or "sending",
                 )
                 return False
         return True
@@ -267,7 +275,10 @@ class LineageDelivery:
             self._failures += 1
             logger.warning(
                 "OpenLineage events not delivered (%s); %d kept in %s, retrying in %.1f s",
-                self.last_error, pending, self.spool.path, delay,
+                self.last_error,
+                pending,
+                self.spool.path,
+                delay,
             )
             self._closed.wait(delay)
             self._wake.set()

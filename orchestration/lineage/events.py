@@ -31,7 +31,9 @@ from orchestration.column_lineage import ColumnSource
 
 DEFAULT_NAMESPACE = "dagster"
 FILE_NAMESPACE = "file"
-PRODUCER = "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines"  # on every event and facet
+PRODUCER = (
+    "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines"  # on every event and facet
+)
 RUN_EVENT_SCHEMA = ol.RunEvent._get_schema()  # the spec version openlineage-python writes
 TRANSFORMATION_SUBTYPES = {
     "IDENTITY": ("DIRECT", "IDENTITY", "Series placed in the frame under its own name"),
@@ -39,7 +41,6 @@ TRANSFORMATION_SUBTYPES = {
     "INFERRED": ("DIRECT", "TRANSFORMATION", "same column name in an opaque whole-frame function"),
     "UNKNOWN": ("INDIRECT", None, "opaque whole-frame function: any input column may contribute"),
 }
-
 
 
 def namespace() -> str:
@@ -114,7 +115,9 @@ def run_event(state: ol.RunState, run: DagsterRun, error: BaseException | str | 
         job=ol.Job(
             namespace=namespace(),
             name=run.job_name,
-            facets={"jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "DAGSTER", "JOB", producer=PRODUCER)},
+            facets={
+                "jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "DAGSTER", "JOB", producer=PRODUCER)
+            },
         ),
         producer=PRODUCER,
     )
@@ -245,7 +248,9 @@ def output_file(
         "facets": {key: Serde.to_dict(facet) for key, facet in dataset_facets.items()},
         "outputFacets": {
             "outputStatistics": _facet_json(
-                facets.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet, **statistics, fileCount=1
+                facets.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet,
+                **statistics,
+                fileCount=1,
             )
         },
     }
@@ -321,17 +326,26 @@ def _error_facet(error: BaseException | str) -> facets.error_message_run.ErrorMe
 def _job_facets(job: AssetJob) -> dict:
     facet = _facet_json
     job_facets = {
-        "jobType": facet(facets.job_type_job.JobTypeJobFacet, processingType="BATCH", integration="HAMILTON", jobType="ASSET")
+        "jobType": facet(
+            facets.job_type_job.JobTypeJobFacet,
+            processingType="BATCH",
+            integration="HAMILTON",
+            jobType="ASSET",
+        )
     }
     if job.source_file:
         anchor = f"#L{job.source_line}" if job.source_line else ""
         job_facets["sourceCodeLocation"] = facet(
             facets.source_code_location_job.SourceCodeLocationJobFacet,
-            type="file", url=f"file://{job.source_file}{anchor}", path=job.source_file,
+            type="file",
+            url=f"file://{job.source_file}{anchor}",
+            path=job.source_file,
         )
     if job.description:
         job_facets["documentation"] = facet(
-            facets.documentation_job.DocumentationJobFacet, description=job.description, contentType="text/plain"
+            facets.documentation_job.DocumentationJobFacet,
+            description=job.description,
+            contentType="text/plain",
         )
     if job.owners:
         job_facets["ownership"] = facet(

@@ -17,8 +17,7 @@ from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
 
 from orchestration.execution import retries
-from orchestration.lineage import events
-from orchestration.lineage import client
+from orchestration.lineage import client, events
 from orchestration.lineage.delivery import LineageDelivery
 from orchestration.lineage.runs import dagster_run, start_run
 from orchestration.observers import Materialized, StepObserver
@@ -105,7 +104,15 @@ class OpenLineageObserver(StepObserver):
             # No wait for delivery here: the step hook that ends the run drains once for all steps.
             self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
 
-    def _end(self, observed: _ObservedRun, job: events.AssetJob, state: ol.RunState, inputs=(), outputs=(), error=None):
+    def _end(
+        self,
+        observed: _ObservedRun,
+        job: events.AssetJob,
+        state: ol.RunState,
+        inputs=(),
+        outputs=(),
+        error=None,
+    ):
         """START (unless spooled while the node ran: its claim makes this one a no-op) and the end
         event, spooled at `before_report`. The START's claim keeps the asset job, to close the
         asset run should its process die; the end's needs nothing."""
@@ -113,7 +120,10 @@ class OpenLineageObserver(StepObserver):
         end = events.asset_event(state, observed.parts, job, inputs, outputs, error)
         start = events.start_of(end, self._started.pop((run_id, job.run_key), None))
         observed.pending.extend(
-            [(start, client.once(run_id, "asset-START", job.run_key), job), (end, client.once(run_id, "asset-END", job.run_key), None)]
+            [
+                (start, client.once(run_id, "asset-START", job.run_key), job),
+                (end, client.once(run_id, "asset-END", job.run_key), None),
+            ]
         )
 
     def _job(self, context, runner: StepRunner, asset: str) -> events.AssetJob:

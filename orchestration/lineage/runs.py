@@ -19,8 +19,7 @@ from dagster import DagsterEventType
 from openlineage.client import event_v2 as ol
 from openlineage.client.event_v2 import RunState
 
-from orchestration.lineage import events
-from orchestration.lineage import client
+from orchestration.lineage import client, events
 
 logger = logging.getLogger(__name__)
 _STEP_ENDS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED}
@@ -58,7 +57,10 @@ def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException 
     start_run(run)  # a run that died before its first step still gets its START
     parts, unfinished = events.SerializedParts(run), "the run ended before this asset finished"
     for job in open_asset_runs(run.run_id):
-        client.emit(events.asset_event(state, parts, job, error=unfinished), client.once(run.run_id, "asset-END", job.run_key))
+        client.emit(
+            events.asset_event(state, parts, job, error=unfinished),
+            client.once(run.run_id, "asset-END", job.run_key),
+        )
     client.emit(events.run_event(state, run, error))
     return True
 

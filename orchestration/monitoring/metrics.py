@@ -97,7 +97,9 @@ class Pushgateway:
         with urlopen(request, timeout=PUSH_TIMEOUT_S) as response:
             return response.read().decode("utf-8")
 
-    def push(self, job: str, grouping_key: dict[str, str], registry: CollectorRegistry, whole: bool = False) -> None:
+    def push(
+        self, job: str, grouping_key: dict[str, str], registry: CollectorRegistry, whole: bool = False
+    ) -> None:
         """POST: replaces only the group's metrics of the same names; `whole`: PUT, the whole group."""
         push = push_to_gateway if whole else pushadd_to_gateway
         push(self.url, job, registry, grouping_key, PUSH_TIMEOUT_S, self._handler)
@@ -213,7 +215,8 @@ class _StepMetrics:
     def _families(self, group: str | None) -> list:
         if group is _PIPELINE_GROUP:
             progress = GaugeMetricFamily(
-                PIPELINE_PROGRESS, "Assets finished / assets the step computes, in percent.",
+                PIPELINE_PROGRESS,
+                "Assets finished / assets the step computes, in percent.",
                 labels=["pipeline", "run_id"],
             )
             percent = 100.0 * self.finished / self.total if self.total else 100.0
@@ -228,7 +231,9 @@ class _StepMetrics:
             return [progress, running]
         labels = [self.pipeline, group]
         baseline = self._baseline.get(group, _Totals())
-        errors = CounterMetricFamily(STEP_ERRORS, "Failing Hamilton nodes of the asset.", labels=_ASSET_LABELS)
+        errors = CounterMetricFamily(
+            STEP_ERRORS, "Failing Hamilton nodes of the asset.", labels=_ASSET_LABELS
+        )
         errors.add_metric(labels, baseline.errors + self._errors[group])
         families = [errors]
         durations = self._durations[group]
@@ -237,7 +242,10 @@ class _StepMetrics:
                 STEP_DURATION, "Duration of the asset's Hamilton node.", labels=_ASSET_LABELS
             )
             buckets = [
-                (floatToGoString(bound), baseline.buckets.get(bound, 0.0) + sum(d <= bound for d in durations))
+                (
+                    floatToGoString(bound),
+                    baseline.buckets.get(bound, 0.0) + sum(d <= bound for d in durations),
+                )
                 for bound in DURATION_BUCKETS
             ]
             histogram.add_metric(labels, buckets, baseline.duration_sum + sum(durations))

@@ -45,7 +45,9 @@ class ProgressSettings:
         for name in ("live_after_s", "heartbeat_s", "callback_wait_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"ProgressSettings.{name} must be a number of seconds above 0, got {value!r}.")
+                raise ValueError(
+                    f"ProgressSettings.{name} must be a number of seconds above 0, got {value!r}."
+                )
 
     @classmethod
     def from_env(cls) -> ProgressSettings:
@@ -61,7 +63,9 @@ class ProgressSettings:
             try:
                 values[name] = float(text)
             except ValueError:
-                raise ValueError(f"{variable}={text!r} is not a number of seconds; e.g. {variable}=2.5.") from None
+                raise ValueError(
+                    f"{variable}={text!r} is not a number of seconds; e.g. {variable}=2.5."
+                ) from None
         try:
             return cls(**values)
         except ValueError as error:
@@ -102,7 +106,9 @@ class StepProgress:
             return "asset counts (no earlier durations recorded)"
         if self.known == self.total:
             return "each asset's last duration"
-        return f"each asset's last duration ({self.known} of {self.total} known; the others count as their mean)"
+        return (
+            f"each asset's last duration ({self.known} of {self.total} known; the others count as their mean)"
+        )
 
     @property
     def percent(self) -> float:

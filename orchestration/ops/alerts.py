@@ -33,6 +33,7 @@ class Alerting(dg.ConfigurableResource):
 
 def alerting_from_env() -> Alerting:
     """Notifiers for the environment variables that are set; secrets stay `EnvVar`s."""
+
     def optional(name: str):
         return dg.EnvVar(name) if os.environ.get(name) else None
 
@@ -82,8 +83,10 @@ def alert_sensors(
         failures = context.get_step_failure_events()
         steps = ", ".join(e.step_key for e in failures if e.step_key) or "-"
         errors = [e.event_specific_data.error for e in failures if e.event_specific_data.error]
-        error = errors[0].message.strip().splitlines()[0] if errors else (
-            context.failure_event.message if context.failure_event else "unknown error"
+        error = (
+            errors[0].message.strip().splitlines()[0]
+            if errors
+            else (context.failure_event.message if context.failure_event else "unknown error")
         )
         body = (
             f"Run {run.run_id} of job {run.job_name} failed.\n"

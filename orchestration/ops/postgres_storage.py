@@ -33,9 +33,7 @@ class PostgresStorage(DagsterPostgresStorage):
     """`storage: postgres` of dagster.yaml (the same config), reached through psycopg2."""
 
     @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value
-    ) -> PostgresStorage:
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> PostgresStorage:
         return cls(
             inst_data=inst_data,
             postgres_url=psycopg2_url(pg_url_from_config(config_value)),

@@ -146,8 +146,6 @@ class SklearnModel(ValueFormat):
         return skops.io.load(path, trusted=untrusted)
 
 
-
-
 def _numpy_scalar(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -183,8 +181,11 @@ class Bundle(ValueFormat):
         with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(path) as archive:
             for entry in archive.namelist():
                 fmt = next(
-                    (f for f in self.members if entry.endswith(f.suffix) and
-                     _SAFE_ENTRY.match(entry[: -len(f.suffix)])),
+                    (
+                        f
+                        for f in self.members
+                        if entry.endswith(f.suffix) and _SAFE_ENTRY.match(entry[: -len(f.suffix)])
+                    ),
                     None,
                 )
                 if fmt is None:

@@ -19,9 +19,7 @@ def row_count(value: Any) -> int | None:
     return len(value) if isinstance(value, (pd.DataFrame, pd.Series)) else None
 
 
-def materialization_metadata(
-    value: Any, stored: StoredValue, duration_s: float, name: str
-) -> dict[str, Any]:
+def materialization_metadata(value: Any, stored: StoredValue, duration_s: float, name: str) -> dict[str, Any]:
     """`name` is the asset's node name, which is also the one column of a stored Series."""
     metadata: dict[str, Any] = {
         "path": dg.MetadataValue.path(str(stored.path)),
@@ -36,9 +34,7 @@ def materialization_metadata(
         metadata["preview"] = dg.MetadataValue.md(markdown_table(value.head(PREVIEW_ROWS)))
     elif isinstance(value, pd.Series):
         metadata["dagster/row_count"] = len(value)
-        metadata["dagster/column_schema"] = dg.TableSchema(
-            columns=[dg.TableColumn(name, str(value.dtype))]
-        )
+        metadata["dagster/column_schema"] = dg.TableSchema(columns=[dg.TableColumn(name, str(value.dtype))])
         metadata["preview"] = dg.MetadataValue.md(markdown_table(value.head(PREVIEW_ROWS).to_frame()))
     else:
         metadata["preview"] = dg.MetadataValue.md(f"```\n{_short_text(value)}\n```")

@@ -172,7 +172,7 @@ class ValueStore:
         """The format a stored file of this stem is in (longest suffix first: .series.parquet)."""
         if not file_name.startswith(stem + "."):
             return None
-        suffix = file_name[len(stem):]
+        suffix = file_name[len(stem) :]
         return next((f for f in self.formats if f.suffix == suffix), None)
 
     def _format_for(self, key: dg.AssetKey, value: Any) -> ValueFormat:

@@ -67,8 +67,10 @@ class Profile:
         """run id -> (status, start, end, tags), from the `runs` and `run_tags` tables."""
         rows = self.sql("SELECT run_id, status, start_time, end_time FROM runs")
         tags = self.sql("SELECT run_id, key, value FROM run_tags")
-        return {run_id: (status, start, end, {k: v for r, k, v in tags if r == run_id})
-                for run_id, status, start, end in rows}
+        return {
+            run_id: (status, start, end, {k: v for r, k, v in tags if r == run_id})
+            for run_id, status, start, end in rows
+        }
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +80,17 @@ def profile(postgres, tmp_path_factory) -> Profile:
     home = data / "dagster_home_prod"
     home.mkdir()
     (home / "dagster.yaml").symlink_to(ROOT / "deploy" / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LANDING_DIR", "PIPELINE_STORE_URL", "DAGSTER_HOST", "DAGSTER_PORT")}
-    env |= {"DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data), "PIPELINE_TIMEZONE": "UTC",
-            "DAGSTER_PG_URL": postgres.create_database("dagster")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LANDING_DIR", "PIPELINE_STORE_URL", "DAGSTER_HOST", "DAGSTER_PORT")
+    }
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "PIPELINE_DATA_DIR": str(data),
+        "PIPELINE_TIMEZONE": "UTC",
+        "DAGSTER_PG_URL": postgres.create_database("dagster"),
+    }
     return Profile(postgres, data, home, env)
 
 
@@ -106,12 +115,19 @@ def test_the_profile_loads_with_queue_limit_and_run_monitoring(profile):
 
 @pytest.mark.services  # PostgreSQL, `dagster asset materialize`
 def test_shipped_dataflows_materialize_at_once_through_the_cli(profile):
-    selections = [["--select", "group:ml_pipeline"],
-                  ["--select", "group:sales_analytics", "--partition", DAY]]
+    selections = [
+        ["--select", "group:ml_pipeline"],
+        ["--select", "group:sales_analytics", "--partition", DAY],
+    ]
     processes = [
-        subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "orchestration.definitions", *selection],
-                         cwd=ROOT, env=profile.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+        subprocess.Popen(
+            [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions", *selection],
+            cwd=ROOT,
+            env=profile.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for selection in selections
     ]
     for process in processes:
@@ -121,18 +137,23 @@ def test_shipped_dataflows_materialize_at_once_through_the_cli(profile):
     runs = profile.runs()
     assert [run[0] for run in runs.values()] == ["SUCCESS", "SUCCESS"]
     assert overlap(*runs.values())
-    stored = profile.sql("SELECT asset_key, partition FROM event_logs "
-                         "WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
+    stored = profile.sql(
+        "SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+    )
     assert ('["trained_model"]', None) in stored
     assert ('["sales_report"]', DAY) in stored
-    assert {run_id for (run_id,) in profile.sql(
-        "SELECT DISTINCT run_id FROM event_logs WHERE dagster_event_type = 'PIPELINE_SUCCESS'"
-    )} == set(runs)
+    assert {
+        run_id
+        for (run_id,) in profile.sql(
+            "SELECT DISTINCT run_id FROM event_logs WHERE dagster_event_type = 'PIPELINE_SUCCESS'"
+        )
+    } == set(runs)
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
-        f"{url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -153,29 +174,51 @@ def prod(profile):
     was turned on an hour before its last tick time (Monday 07:00 UTC), so one tick is due at once."""
     started = subprocess.run(
         [DAGSTER, "schedule", "start", "ml_training_schedule", "-w", "workspace.yaml"],
-        cwd=ROOT, env=profile.env, capture_output=True, text=True, timeout=WAIT_S, check=False,
+        cwd=ROOT,
+        env=profile.env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
     )
     assert started.returncode == 0, started.stdout + started.stderr
     with profile.instance() as instance:
-        [state] = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)
-                   if s.name == "ml_training_schedule"]
-        instance.update_instigator_state(state.with_data(ScheduleInstigatorData(
-            state.instigator_data.cron_schedule, start_timestamp=_last_monday_7am() - 3600)))
+        [state] = [
+            s
+            for s in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)
+            if s.name == "ml_training_schedule"
+        ]
+        instance.update_instigator_state(
+            state.with_data(
+                ScheduleInstigatorData(
+                    state.instigator_data.cron_schedule, start_timestamp=_last_monday_7am() - 3600
+                )
+            )
+        )
 
     port = free_port()
     url_with_password = profile.env["DAGSTER_PG_URL"].replace("postgres@", f"postgres:{PASSWORD}@")
     env = {**profile.env, "DAGSTER_PG_URL": url_with_password, "DAGSTER_PORT": str(port)}
     log = profile.data / "prod.log"
     with log.open("w") as out:
-        process = subprocess.Popen([str(ROOT / "scripts" / "prod")], cwd=ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(ROOT / "scripts" / "prod")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server = Prod(f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + WAIT_S
         while True:
             with contextlib.suppress(OSError):
-                entries = graphql(server.url, "{ workspaceOrError { ... on Workspace { locationEntries {"
-                                  " locationOrLoadError { __typename } } } } }")["workspaceOrError"]
+                entries = graphql(
+                    server.url,
+                    "{ workspaceOrError { ... on Workspace { locationEntries {"
+                    " locationOrLoadError { __typename } } } } }",
+                )["workspaceOrError"]
                 if entries["locationEntries"][0]["locationOrLoadError"]:
                     break
             assert process.poll() is None, log.read_text()
@@ -217,16 +260,21 @@ def ticks(profile: Profile, name: str) -> list[TickData]:
 @pytest.mark.services  # PostgreSQL, scripts/prod
 def test_the_daemon_stores_ticks_and_runs_their_requests_at_once(profile, prod):
     def requested() -> dict | None:
-        runs = {run_id: run for run_id, run in profile.runs().items()
-                if {"dagster/sensor_name", "dagster/schedule_name"} & run[3].keys()}
+        runs = {
+            run_id: run
+            for run_id, run in profile.runs().items()
+            if {"dagster/sensor_name", "dagster/schedule_name"} & run[3].keys()
+        }
         finished = len(runs) == 2 and all(run[0] in ("SUCCESS", "FAILURE") for run in runs.values())
         return runs if finished else None
 
     runs = wait_for(requested, "finished sensor and schedule runs")
     assert sorted(run[0] for run in runs.values()) == ["SUCCESS", "SUCCESS"], prod.log.read_text()[-4000:]
     assert overlap(*runs.values())
-    by_instigator = {run[3].get("dagster/sensor_name") or run[3]["dagster/schedule_name"]: run_id
-                     for run_id, run in runs.items()}
+    by_instigator = {
+        run[3].get("dagster/sensor_name") or run[3]["dagster/schedule_name"]: run_id
+        for run_id, run in runs.items()
+    }
     assert runs[by_instigator["landing_files"]][3]["dagster/partition"] == DAY
 
     [schedule_tick] = ticks(profile, "ml_training_schedule")
@@ -236,10 +284,18 @@ def test_the_daemon_stores_ticks_and_runs_their_requests_at_once(profile, prod):
     assert [t.run_ids for t in sensor_ticks if t.run_ids] == [[by_instigator["landing_files"]]]
     assert profile.sql("SELECT count(*) FROM instigators WHERE status = 'RUNNING'")[0][0] >= 1
     for run_id in runs:
-        events = {kind for (kind,) in profile.sql(
-            "SELECT DISTINCT dagster_event_type FROM event_logs WHERE run_id = %s", run_id)}
-        assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "ASSET_MATERIALIZATION",
-                "PIPELINE_SUCCESS"} <= events
+        events = {
+            kind
+            for (kind,) in profile.sql(
+                "SELECT DISTINCT dagster_event_type FROM event_logs WHERE run_id = %s", run_id
+            )
+        }
+        assert {
+            "PIPELINE_ENQUEUED",
+            "PIPELINE_STARTING",
+            "ASSET_MATERIALIZATION",
+            "PIPELINE_SUCCESS",
+        } <= events
 
 
 @pytest.mark.services  # PostgreSQL, scripts/prod
@@ -248,8 +304,15 @@ def test_a_run_whose_worker_dies_is_marked_failed(profile, prod):
         prod.url,
         """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
              __typename ... on LaunchRunSuccess { run { runId } } } }""",
-        {"params": {"selector": {"repositoryLocationName": "hamilton_pipelines",
-                                 "repositoryName": "__repository__", "jobName": "ml_training"}}},
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "hamilton_pipelines",
+                    "repositoryName": "__repository__",
+                    "jobName": "ml_training",
+                }
+            }
+        },
     )["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
@@ -264,15 +327,17 @@ def test_a_run_whose_worker_dies_is_marked_failed(profile, prod):
     for pid in [worker, *descendants(worker)]:  # its step processes die with it, as in a crash
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: profile.runs()[run_id][0] == "FAILURE", "failed run")
-    messages = " ".join(event for (event,) in profile.sql(
-        "SELECT event FROM event_logs WHERE run_id = %s", run_id))
+    messages = " ".join(
+        event for (event,) in profile.sql("SELECT event FROM event_logs WHERE run_id = %s", run_id)
+    )
     assert "SIGKILL" in messages
 
 
 @pytest.mark.services  # PostgreSQL, scripts/prod, pg_dump
 def test_the_password_is_written_nowhere(profile, prod):
-    dump = subprocess.run([binary("pg_dump"), profile.env["DAGSTER_PG_URL"]],
-                          capture_output=True, text=True, check=True).stdout
+    dump = subprocess.run(
+        [binary("pg_dump"), profile.env["DAGSTER_PG_URL"]], capture_output=True, text=True, check=True
+    ).stdout
     assert "PIPELINE_SUCCESS" in dump and PASSWORD not in dump
     for path in profile.data.rglob("*"):
         if path.is_file():
@@ -282,8 +347,9 @@ def test_the_password_is_written_nowhere(profile, prod):
 @pytest.mark.services  # scripts/prod
 def test_prod_refuses_without_a_database_or_with_the_dev_instance(tmp_path):
     def run_prod(env: dict) -> subprocess.CompletedProcess:
-        return subprocess.run([str(ROOT / "scripts" / "prod")], env=env, capture_output=True, text=True,
-                              check=False)
+        return subprocess.run(
+            [str(ROOT / "scripts" / "prod")], env=env, capture_output=True, text=True, check=False
+        )
 
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_PG_URL"}
     refused = run_prod(env)
@@ -297,11 +363,14 @@ def test_prod_refuses_without_a_database_or_with_the_dev_instance(tmp_path):
     assert refused.returncode == 2 and "is not deploy/dagster.yaml" in refused.stderr
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("postgresql://u:p@db:5432/dagster", "postgresql+psycopg2://u:p@db:5432/dagster"),
-    ("postgres://u@db/dagster?sslmode=require", "postgresql+psycopg2://u@db/dagster?sslmode=require"),
-    ("postgresql+psycopg2://u@db/dagster", "postgresql+psycopg2://u@db/dagster"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://u:p@db:5432/dagster", "postgresql+psycopg2://u:p@db:5432/dagster"),
+        ("postgres://u@db/dagster?sslmode=require", "postgresql+psycopg2://u@db/dagster?sslmode=require"),
+        ("postgresql+psycopg2://u@db/dagster", "postgresql+psycopg2://u@db/dagster"),
+    ],
+)
 def test_plain_urls_use_psycopg2(url, expected):
     assert psycopg2_url(url) == expected
 

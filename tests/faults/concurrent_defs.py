@@ -10,7 +10,14 @@ from tests.faults import concurrent_flow
 
 PARTITIONS = [f"p{i}" for i in range(1, 5)]
 
-defs = dg.Definitions(assets=[hamilton_assets(
-    concurrent_flow, partitions_def=dg.StaticPartitionsDefinition(PARTITIONS), partition_input="partition",
-    pool="faults_store",
-)], executor=dg.in_process_executor)
+defs = dg.Definitions(
+    assets=[
+        hamilton_assets(
+            concurrent_flow,
+            partitions_def=dg.StaticPartitionsDefinition(PARTITIONS),
+            partition_input="partition",
+            pool="faults_store",
+        )
+    ],
+    executor=dg.in_process_executor,
+)

@@ -14,7 +14,9 @@ ROWS = 300_000
 
 def _expected(partition: str, version: int) -> pd.DataFrame:
     seed = zlib.crc32(partition.encode()) + version
-    return pd.DataFrame({"version": np.full(ROWS, version), "noise": np.random.default_rng(seed).random(ROWS)})
+    return pd.DataFrame(
+        {"version": np.full(ROWS, version), "noise": np.random.default_rng(seed).random(ROWS)}
+    )
 
 
 def value(partition: str, version: int = 1) -> pd.DataFrame:
@@ -29,4 +31,8 @@ def summary(value: pd.DataFrame, partition: str) -> dict:
     gate = os.environ.get("FAULTS_GATE")
     while gate and not os.path.exists(gate):
         time.sleep(0.02)
-    return {"partition": partition, "version": int(value["version"].iloc[0]), "sum": float(value["noise"].sum())}
+    return {
+        "partition": partition,
+        "version": int(value["version"].iloc[0]),
+        "sum": float(value["noise"].sum()),
+    }

@@ -12,8 +12,11 @@ from tests.faults.concurrent_defs import PARTITIONS
 defs = dg.Definitions(
     assets=[
         hamilton_assets(kill_flow),
-        hamilton_assets(concurrent_flow, partitions_def=dg.StaticPartitionsDefinition(PARTITIONS),
-                        partition_input="partition"),
+        hamilton_assets(
+            concurrent_flow,
+            partitions_def=dg.StaticPartitionsDefinition(PARTITIONS),
+            partition_input="partition",
+        ),
     ],
     sensors=lineage_sensors(),
 )

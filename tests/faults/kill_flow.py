@@ -30,7 +30,9 @@ def _expected(name: str, version: int):
     head = pd.DataFrame({"version": [version] * 10, "row": range(10)})
     if name == "first":
         return head
-    big = pd.DataFrame({"version": np.full(ROWS, version), "noise": np.random.default_rng(version).random(ROWS)})
+    big = pd.DataFrame(
+        {"version": np.full(ROWS, version), "noise": np.random.default_rng(version).random(ROWS)}
+    )
     if name == "second":
         return big
     if name == "third":

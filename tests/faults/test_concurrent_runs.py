@@ -40,9 +40,24 @@ class Home:
     def materialize(self, partition: str, version: int, **env: str) -> subprocess.Popen:
         config = f'{{"ops": {{"concurrent_flow": {{"config": {{"version": {version}}}}}}}}}'
         return subprocess.Popen(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "tests.faults.concurrent_defs", "--select", "*",
-             "--partition", partition, "--config-json", config],
-            cwd=ROOT, env={**self.env, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                str(BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "tests.faults.concurrent_defs",
+                "--select",
+                "*",
+                "--partition",
+                partition,
+                "--config-json",
+                config,
+            ],
+            cwd=ROOT,
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def instance(self) -> dg.DagsterInstance:
@@ -71,9 +86,11 @@ def version_of(value, partition: str, candidates) -> int:
 
 def step_window(instance, run_id: str) -> tuple[float, float]:
     """When the run's step started and succeeded."""
+
     def at(kind):
         [record] = instance.get_records_for_run(run_id, of_type=kind).records
         return record.event_log_entry.timestamp
+
     return at(dg.DagsterEventType.STEP_START), at(dg.DagsterEventType.STEP_SUCCESS)
 
 
@@ -83,10 +100,22 @@ def home(tmp_path_factory) -> Home:
     path, data_dir = root / "dagster_home", root / "data"
     path.mkdir()
     (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(path), "PIPELINE_DATA_DIR": str(data_dir),
-           "HAMILTON_TELEMETRY_ENABLED": "false", "OPENLINEAGE_DISABLED": "true"}
-    migrated = subprocess.run([str(BIN / "dagster"), "instance", "migrate"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=WAIT_S, check=False)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(path),
+        "PIPELINE_DATA_DIR": str(data_dir),
+        "HAMILTON_TELEMETRY_ENABLED": "false",
+        "OPENLINEAGE_DISABLED": "true",
+    }
+    migrated = subprocess.run(
+        [str(BIN / "dagster"), "instance", "migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     return Home(path, data_dir, env)
 
@@ -143,7 +172,8 @@ def test_two_runs_of_one_partition_never_tear_a_value_but_can_leave_assets_of_di
     assert version_of(value, "p1", [11, 12]) == 12 and summary["version"] == 11
     assert set(reads) == {old, 11, 12} and len(reads) > 10
     figures["2 runs of one partition, no pool"] = {
-        "reads while they wrote": len(reads), "versions seen": sorted(set(reads)),
+        "reads while they wrote": len(reads),
+        "versions seen": sorted(set(reads)),
         "stored value / summary from run": ["B", "A"],
     }
 
@@ -196,23 +226,29 @@ def test_a_pool_slot_that_is_taken_blocks_the_next_claim(pool_instance):
 MAX_TRIES = 100  # both claims of a pair got the slot in 3 to 14 pairs of 20 in our runs
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Dagster's pool slots are claimed without a lock: _claim_concurrency_slot in "
-    "dagster/_core/storage/event_log/sql_event_log.py (dagster 1.13.27, line ~2932) selects a free slot "
-    "with FOR UPDATE SKIP LOCKED outside a transaction (a no-op on SQLite; released at once on "
-    "PostgreSQL in autocommit), then updates it by id without re-checking step_key IS NULL, so two "
-    "steps claiming within milliseconds both get the single slot (in our runs: 6 to 14 pairs in 20 on SQLite, "
-    "3 to 9 in 20 on PostgreSQL). Two CLI runs of one partition with pool limit 1 overlapped this way. "
-    "Fix upstream: add `step_key IS NULL` to that UPDATE's WHERE (its rowcount is already checked). "
-    "Here: serialize runs of one partition with the run queue's per-partition tag limit instead "
-    "(tests/faults/test_killed_worker.py::test_the_run_queue_runs_one_partition_at_a_time)."
-))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Dagster's pool slots are claimed without a lock: _claim_concurrency_slot in "
+        "dagster/_core/storage/event_log/sql_event_log.py (dagster 1.13.27, line ~2932) selects a free slot "
+        "with FOR UPDATE SKIP LOCKED outside a transaction (a no-op on SQLite; released at once on "
+        "PostgreSQL in autocommit), then updates it by id without re-checking step_key IS NULL, so two "
+        "steps claiming within milliseconds both get the single slot (in our runs: 6 to 14 pairs in 20 on SQLite, "
+        "3 to 9 in 20 on PostgreSQL). Two CLI runs of one partition with pool limit 1 overlapped this way. "
+        "Fix upstream: add `step_key IS NULL` to that UPDATE's WHERE (its rowcount is already checked). "
+        "Here: serialize runs of one partition with the run queue's per-partition tag limit instead "
+        "(tests/faults/test_killed_worker.py::test_the_run_queue_runs_one_partition_at_a_time)."
+    ),
+)
 def test_two_simultaneous_claims_never_both_get_the_single_pool_slot(pool_instance, figures):
     import multiprocessing
 
     path, env = pool_instance
     doubled, tries = 0, 0
-    with multiprocessing.get_context("spawn").Pool(2) as pool, dg.DagsterInstance.from_config(path) as instance:
+    with (
+        multiprocessing.get_context("spawn").Pool(2) as pool,
+        dg.DagsterInstance.from_config(path) as instance,
+    ):
         while tries < MAX_TRIES and not doubled:  # until two claims both get the slot
             start = time.time() + (1.0 if tries == 0 else 0.3)  # both claimers are waiting by then
             runs = [f"run-{tries}-a", f"run-{tries}-b"]
@@ -222,4 +258,6 @@ def test_two_simultaneous_claims_never_both_get_the_single_pool_slot(pool_instan
                 instance.event_log_storage.free_concurrency_slots_for_run(run_id)
     storage = "PostgreSQL" if env else "SQLite"
     figures.setdefault("pairs of simultaneous claims until both got a 1-slot pool", {})[storage] = tries
-    assert not doubled, f"after {tries} pairs of simultaneous claims, both claims of a pair got the single slot"
+    assert not doubled, (
+        f"after {tries} pairs of simultaneous claims, both claims of a pair got the single slot"
+    )

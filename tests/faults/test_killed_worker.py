@@ -57,7 +57,13 @@ _versions = itertools.count(1)
 
 class Setup:
     def __init__(self, dev, instance, data_dir: Path, faults_dir: Path, env: dict[str, str]):
-        self.dev, self.instance, self.data_dir, self.faults_dir, self.env = dev, instance, data_dir, faults_dir, env
+        self.dev, self.instance, self.data_dir, self.faults_dir, self.env = (
+            dev,
+            instance,
+            data_dir,
+            faults_dir,
+            env,
+        )
 
     def set_version(self, version: int) -> None:
         (self.faults_dir / "version").write_text(str(version))
@@ -119,7 +125,9 @@ class Setup:
     def worker_pid(self, run_id: str) -> int:
         """The run worker's pid, from the engine event of the code server that started it."""
         for entry in self.instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-            if found := re.search(r"Started process for run \(pid: (\d+)\)", entry.dagster_event.message or ""):
+            if found := re.search(
+                r"Started process for run \(pid: (\d+)\)", entry.dagster_event.message or ""
+            ):
                 return int(found.group(1))
         raise AssertionError(f"no run worker recorded for {run_id}")
 
@@ -156,11 +164,17 @@ def setup(tmp_path_factory):
     (home / "dagster.yaml").write_text(INSTANCE_YAML)
     gate = faults_dir / "gate"  # open: `summary` waits while it is missing (see the run queue test)
     gate.touch()
-    env = {"PIPELINE_DATA_DIR": str(data_dir), "FAULTS_DIR": str(faults_dir), "HAMILTON_TELEMETRY_ENABLED": "false",
-           "FAULTS_GATE": str(gate)}
+    env = {
+        "PIPELINE_DATA_DIR": str(data_dir),
+        "FAULTS_DIR": str(faults_dir),
+        "HAMILTON_TELEMETRY_ENABLED": "false",
+        "FAULTS_GATE": str(gate),
+    }
     env |= {k: "" for k in os.environ if k.startswith("OPENLINEAGE")}  # lineage to events.jsonl
-    with dagster_dev(workspace_for("tests.faults.kill_defs", home), home, env) as (dev, _), \
-            dg.DagsterInstance.from_config(str(home)) as instance:
+    with (
+        dagster_dev(workspace_for("tests.faults.kill_defs", home), home, env) as (dev, _),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
         yield Setup(dev, instance, data_dir, faults_dir, env)
 
 
@@ -194,7 +208,9 @@ def test_a_killed_run_is_marked_failed_keeps_whole_values_and_resumes_from_asset
 
     deadline = time.monotonic() + 90
     while "FAIL" not in setup.events_of(run_id):  # from the daemon's openlineage_run_failed sensor
-        assert time.monotonic() < deadline, f"lineage of the killed run never ended: {setup.events_of(run_id)}"
+        assert time.monotonic() < deadline, (
+            f"lineage of the killed run never ended: {setup.events_of(run_id)}"
+        )
         time.sleep(0.5)
     assert setup.events_of(run_id) == ["START", "FAIL"]
     lineage_s = time.monotonic() - killed_at
@@ -211,7 +227,9 @@ def test_a_killed_run_is_marked_failed_keeps_whole_values_and_resumes_from_asset
         "processes killed": len(tree),
         "marked FAILURE after s": round(marked_after, 2),
         "lineage FAIL (daemon sensor) after s": round(lineage_s, 1),
-        "FROM_ASSET_FAILURE: functions run": 3, "of": 4, "re-execution incl. launch s": round(resumed_s, 1),
+        "FROM_ASSET_FAILURE: functions run": 3,
+        "of": 4,
+        "re-execution incl. launch s": round(resumed_s, 1),
         "temporary files left behind by the kill": sizes,
     }
 
@@ -236,7 +254,8 @@ def test_the_step_process_dies_with_its_killed_run_worker(setup):
         materialized = {
             record.event_log_entry.dagster_event.asset_key.path[-1]
             for record in setup.instance.get_records_for_run(
-                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            ).records
         }
         assert not materialized & {"third", "fourth"}, (
             f"the orphaned step went on after the run was marked failed: stored {stored}, "
@@ -256,9 +275,20 @@ def test_a_killed_cli_run_stays_started_until_run_monitoring_times_it_out(setup,
     before = setup.temporaries()
     with (setup.faults_dir / "cli.log").open("w") as log:
         cli = subprocess.Popen(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "tests.faults.kill_defs", "--select", ",".join(ASSETS)],
-            cwd=ROOT, env={**os.environ, **setup.env, "DAGSTER_HOME": str(setup.instance.root_directory)},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "tests.faults.kill_defs",
+                "--select",
+                ",".join(ASSETS),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **setup.env, "DAGSTER_HOME": str(setup.instance.root_directory)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         setup.wait_for_write_of_second("the CLI run", before, cli)
@@ -278,7 +308,8 @@ def test_a_killed_cli_run_stays_started_until_run_monitoring_times_it_out(setup,
     record = setup.instance.get_run_record_by_id(run.run_id)
     assert record.end_time - record.start_time >= MAX_RUNTIME_S
     figures["kill -9 of a `dagster asset materialize` run"] = {
-        "status 5 s after": "STARTED", "marked FAILURE by run monitoring after s": round(failed_after, 1),
+        "status 5 s after": "STARTED",
+        "marked FAILURE by run monitoring after s": round(failed_after, 1),
         "max_runtime_seconds": MAX_RUNTIME_S,
     }
 
@@ -286,16 +317,23 @@ def test_a_killed_cli_run_stays_started_until_run_monitoring_times_it_out(setup,
 def test_the_run_queue_runs_one_partition_at_a_time(setup, figures):
     """Two runs of partition p1 and one of p2, launched at once: the queue starts the second p1 run
     only when the first has finished, and p2 alongside; p1 ends with one run's value and summary."""
+
     def launch(partition: str, version: int) -> str:
         launched = setup.dev.graphql(
             """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
                  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-            {"params": {
-                "selector": {"repositoryLocationName": "hamilton_pipelines", "repositoryName": "__repository__",
-                             "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["value"]}, {"path": ["summary"]}]},
-                "runConfigData": {"ops": {"concurrent_flow": {"config": {"version": version}}}},
-                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
-            }},
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": "hamilton_pipelines",
+                        "repositoryName": "__repository__",
+                        "jobName": "__ASSET_JOB",
+                        "assetSelection": [{"path": ["value"]}, {"path": ["summary"]}],
+                    },
+                    "runConfigData": {"ops": {"concurrent_flow": {"config": {"version": version}}}},
+                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+                }
+            },
         )["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         return launched["run"]["runId"]

@@ -47,8 +47,9 @@ def ml_assets():
     return hamilton_assets(ml_pipeline)
 
 
-def test_an_outage_of_every_kind_slows_no_run_and_loses_no_event(ml_assets, data_dir, instance, receiver, monkeypatch,
-                                                                 figures):
+def test_an_outage_of_every_kind_slows_no_run_and_loses_no_event(
+    ml_assets, data_dir, instance, receiver, monkeypatch, figures
+):
     monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
     dg.materialize([ml_assets], instance=instance)  # imports and caches warm
     receiver.wait_for(expected_count(ml_assets), 10)
@@ -113,6 +114,9 @@ def test_an_outage_of_every_kind_slows_no_run_and_loses_no_event(ml_assets, data
         assert max(seconds[mode]) - normal < SLOWER_BOUND_S, (mode, seconds)
     figures["lineage backend outage"] = {
         "run s by backend mode": {mode: [round(s, 2) for s in values] for mode, values in seconds.items()},
-        "events spooled during outage": backlog, "requests held (hang)": held, "answered 500": rejected,
-        "all delivered after recovery s": round(delivered_after, 1), "events delivered": total,
+        "events spooled during outage": backlog,
+        "requests held (hang)": held,
+        "answered 500": rejected,
+        "all delivered after recovery s": round(delivered_after, 1),
+        "events delivered": total,
     }

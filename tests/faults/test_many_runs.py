@@ -48,8 +48,12 @@ def tasks() -> int:
 
 def snapshot() -> dict:
     gc.collect()
-    return {"fds": len(open_files()), "threads": threading.active_count(), "tasks": tasks(),
-            "children": len(descendants(os.getpid()))}
+    return {
+        "fds": len(open_files()),
+        "threads": threading.active_count(),
+        "tasks": tasks(),
+        "children": len(descendants(os.getpid())),
+    }
 
 
 def test_a_hundred_runs_back_to_back_leak_no_thread_file_or_process(data_dir, instance, figures):
@@ -77,8 +81,11 @@ def test_a_hundred_runs_back_to_back_leak_no_thread_file_or_process(data_dir, in
     assert len(events) == (RUNS + 3) * (2 + 2 * 2)  # run START/COMPLETE, each asset's START/COMPLETE
     assert len({json.loads(e)["run"]["runId"] for e in events}) == (RUNS + 3) * 3
     figures["100 runs back to back (in-process, SQLite)"] = {
-        "mean s": round(statistics.mean(seconds), 3), "p95 s": round(sorted(seconds)[94], 3),
-        "max s": round(max(seconds), 3), "before": before, "after": after,
+        "mean s": round(statistics.mean(seconds), 3),
+        "p95 s": round(sorted(seconds)[94], 3),
+        "max s": round(max(seconds), 3),
+        "before": before,
+        "after": after,
     }
 
 
@@ -87,18 +94,34 @@ def test_ten_runs_at_once_all_succeed_and_leave_no_process(tmp_path, figures):
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data),
-           "HAMILTON_TELEMETRY_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PIPELINE_DATA_DIR": str(data),
+        "HAMILTON_TELEMETRY_ENABLED": "false",
+    }
     env = {k: v for k, v in env.items() if not k.startswith("OPENLINEAGE")}  # lineage to events.jsonl
-    migrated = subprocess.run([str(BIN / "dagster"), "instance", "migrate"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, check=False)
+    migrated = subprocess.run(
+        [str(BIN / "dagster"), "instance", "migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     before = snapshot()
 
     started = time.monotonic()
     processes = [
-        subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "tests.faults.many_defs", "--select", "*"],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "tests.faults.many_defs", "--select", "*"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(CONCURRENT)
     ]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
@@ -121,5 +144,6 @@ def test_ten_runs_at_once_all_succeed_and_leave_no_process(tmp_path, figures):
     assert len({json.loads(e)["run"]["runId"] for e in events}) == CONCURRENT * 3
     most_at_once = max(sum(s <= t < e for s, e in windows) for t, _ in windows)
     figures["10 runs at once (CLI processes, SQLite)"] = {
-        "wall s": round(took, 1), "most runs running at one moment": most_at_once,
+        "wall s": round(took, 1),
+        "most runs running at one moment": most_at_once,
     }

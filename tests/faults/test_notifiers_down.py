@@ -17,10 +17,10 @@ import dagster as dg
 import pytest
 
 from orchestration import hamilton_assets
+from orchestration.monitoring.slack_progress import PROGRESS_TIMEOUT_S, progress_callbacks_from_env
 from orchestration.notifiers import TIMEOUT_S as ALERT_TIMEOUT_S
 from orchestration.notifiers import SlackWebhook, SmtpEmail
 from orchestration.ops.alerts import Alerting, alert_sensors
-from orchestration.monitoring.slack_progress import PROGRESS_TIMEOUT_S, progress_callbacks_from_env
 from tests.conftest import run_event
 from tests.orchestration import counting_flow
 from tests.orchestration.test_alerts import evaluate
@@ -89,7 +89,9 @@ def test_a_slack_progress_webhook_that_is_down_leaves_one_warning_and_barely_slo
     assert "127.0.0.1" not in warning and str(slack.port) not in warning  # the URL is the secret
     assert took - without < PROGRESS_TIMEOUT_S + 2.0, f"{took:.1f} s against {without:.1f} s without Slack"
     figures.setdefault("slack progress down", {})[mode] = {
-        "run s": round(took, 2), "without Slack s": round(without, 2), "warning": warning,
+        "run s": round(took, 2),
+        "without Slack s": round(without, 2),
+        "warning": warning,
     }
 
 
@@ -98,8 +100,12 @@ def test_alerts_name_the_smtp_server_that_refuses_and_the_webhook_that_answers_5
     with LineageReceiver("500") as hook:
         down = Alerting(
             slack=SlackWebhook(url=f"{hook.url}{ENDPOINT}"),
-            email=SmtpEmail(host="127.0.0.1", port=free_port(), sender="dagster@example.com",
-                            recipients="oncall@example.com"),
+            email=SmtpEmail(
+                host="127.0.0.1",
+                port=free_port(),
+                sender="dagster@example.com",
+                recipients="oncall@example.com",
+            ),
         )
         [sensor] = alert_sensors()
         result = evaluate(sensor, instance, run, failure, {"alerting": down})
@@ -120,7 +126,9 @@ def test_a_hung_smtp_server_holds_the_alert_tick_for_one_timeout_and_the_webhook
     with LineageReceiver("ok") as hook:
         alerting = Alerting(
             slack=SlackWebhook(url=f"{hook.url}{ENDPOINT}"),
-            email=SmtpEmail(host=host, port=port, sender="dagster@example.com", recipients="oncall@example.com"),
+            email=SmtpEmail(
+                host=host, port=port, sender="dagster@example.com", recipients="oncall@example.com"
+            ),
         )
         [sensor] = alert_sensors()
         started = time.monotonic()

@@ -71,8 +71,11 @@ def mount(*args: str) -> None:
 def small_store(data_dir) -> Path:
     """$PIPELINE_DATA_DIR/assets on a tmpfs of SIZE_MB, unmounted afterwards."""
     if os.geteuid() != 0:
-        pytest.fail("These tests mount a small tmpfs and need root (CI runs as root); permission "
-                    "bits alone cannot make a folder unwritable for root.", pytrace=False)
+        pytest.fail(
+            "These tests mount a small tmpfs and need root (CI runs as root); permission "
+            "bits alone cannot make a folder unwritable for root.",
+            pytrace=False,
+        )
     folder = data_dir / "assets"
     folder.mkdir(parents=True)
     mount("-t", "tmpfs", "-o", f"size={SIZE_MB}m,mode=0755", "tmpfs", str(folder))
@@ -123,8 +126,9 @@ def test_a_store_turning_read_only_mid_run_fails_naming_the_path_and_keeps_earli
     helper = threading.Thread(target=turn_read_only_once_small_is_stored)
     helper.start()
     started = time.monotonic()
-    result = dg.materialize([assets], instance=instance, run_config=run_config(module.__name__, 2),
-                            raise_on_error=False)
+    result = dg.materialize(
+        [assets], instance=instance, run_config=run_config(module.__name__, 2), raise_on_error=False
+    )
     seconds = time.monotonic() - started
     helper.join()
 
@@ -142,7 +146,10 @@ def test_a_store_turning_read_only_mid_run_fails_naming_the_path_and_keeps_earli
     monkeypatch.delenv("FAULT_GATE")
     assert dg.materialize([assets], instance=instance, run_config=run_config(module.__name__, 2)).success
     assert stored(small_store) == {"small": 2, "big": 2, "report": {"version": 2, "rows": 10}}
-    figures["store read-only mid-run"] = {"run failed after s": round(seconds, 1), "error": message.splitlines()[0]}
+    figures["store read-only mid-run"] = {
+        "run failed after s": round(seconds, 1),
+        "error": message.splitlines()[0],
+    }
 
 
 def test_a_store_filling_up_mid_run_fails_naming_the_path_and_leaves_no_partial_file(
@@ -153,8 +160,12 @@ def test_a_store_filling_up_mid_run_fails_naming_the_path_and_leaves_no_partial_
     used_before = _used_bytes(small_store)
 
     # About 16 MB of Parquet into a 4 MB filesystem: the write fails part way through.
-    result = dg.materialize([assets], instance=instance, raise_on_error=False,
-                            run_config=run_config(module.__name__, 2, big_rows=1_000_000))
+    result = dg.materialize(
+        [assets],
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config(module.__name__, 2, big_rows=1_000_000),
+    )
 
     assert not result.success
     target = small_store / "big" / "value.parquet"

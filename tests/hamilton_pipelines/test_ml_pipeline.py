@@ -25,9 +25,7 @@ def test_engineered_features():
 
 def test_feature_matrix_adds_features_and_excludes_target():
     raw = pd.DataFrame({"alcohol": [13.0, 12.0], "target": [0, 1]})
-    features = ml.feature_matrix(
-        raw, pd.Series([1.0, 0.5]), pd.Series([4.0, 9.0]), pd.Series([7.0, 6.0])
-    )
+    features = ml.feature_matrix(raw, pd.Series([1.0, 0.5]), pd.Series([4.0, 9.0]), pd.Series([7.0, 6.0]))
     engineered = ["phenol_ratio", "color_hue_ratio", "log_proline"]
     assert features.columns.tolist() == ["alcohol", *engineered]
     assert features["color_hue_ratio"].tolist() == [4.0, 9.0]

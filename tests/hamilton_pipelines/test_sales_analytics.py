@@ -148,9 +148,10 @@ def test_revenue_check_fails_the_run_on_negative_revenue():
 
     with pytest.raises(DataValidationError, match=r"\[revenue:range_validator\].*1 outside"):
         dr.execute(["revenue"], overrides=bad)
-    assert dr.execute(["revenue"], overrides={**bad, "quantity": pd.Series([2, 1])})[
-        "revenue"
-    ].tolist() == [10.0, 5.0]
+    assert dr.execute(["revenue"], overrides={**bad, "quantity": pd.Series([2, 1])})["revenue"].tolist() == [
+        10.0,
+        5.0,
+    ]
 
 
 def test_average_order_value_check_only_warns(caplog):

@@ -40,7 +40,10 @@ def test_a_good_file_reads(tmp_path):
         (b"", "is empty"),
         (HEADER.encode(), "has a header but no rows"),
         (b"order_id,region\n1,North\n", "lacks required columns"),
-        ((HEADER + "1,2026-01-01,North,Beans,three,4.5,c1\n").encode(), "'quantity' must be numeric, but row 2 holds 'three'"),
+        (
+            (HEADER + "1,2026-01-01,North,Beans,three,4.5,c1\n").encode(),
+            "'quantity' must be numeric, but row 2 holds 'three'",
+        ),
         ((HEADER + "1,2026-01-01,M\xfcnchen,Beans,3,4.5,c1\n").encode("latin-1"), "is not UTF-8"),
         ((HEADER + '1,"2026-01-01,North\n').encode(), "cannot be read as CSV"),
     ],

@@ -18,7 +18,10 @@ CORE_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 def _registry():
     from referencing import Registry, Resource
 
-    schemas = [json.loads(p.read_text()) for p in [SPEC_DIR / "OpenLineage.json", *sorted((SPEC_DIR / "facets").glob("*.json"))]]
+    schemas = [
+        json.loads(p.read_text())
+        for p in [SPEC_DIR / "OpenLineage.json", *sorted((SPEC_DIR / "facets").glob("*.json"))]
+    ]
     registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
     facet_files = {Path(s["$id"]).stem: s for s in schemas}
     return registry, facet_files

@@ -25,9 +25,9 @@ import pytest
 
 from hamilton_pipelines import ml_pipeline
 from orchestration import hamilton_assets
-from orchestration.lineage.runs import dagster_run
-from orchestration.lineage.delivery import LineageSpool
 from orchestration.lineage import client as lineage_client
+from orchestration.lineage.delivery import LineageSpool
+from orchestration.lineage.runs import dagster_run
 from tests.support.http_receiver import LineageReceiver
 from tests.support.ports import free_port
 
@@ -94,6 +94,7 @@ def root_run_id(instance, result) -> str:
 
 def of_run(events: list[dict], root: str) -> list[dict]:
     """The events of one Dagster run: its own, and those of its asset runs (parent facet)."""
+
     def belongs(event):
         parent = event["run"].get("facets", {}).get("parent", {})
         return event["run"]["runId"] == root or parent.get("run", {}).get("runId") == root
@@ -140,14 +141,20 @@ def lineage_cli(command: str, env_overrides: dict[str, str]) -> subprocess.Compl
     """`python -m orchestration.lineage.cli <command>` in a fresh process with only this configuration."""
     return subprocess.run(
         [sys.executable, "-m", "orchestration.lineage.cli", command],
-        cwd=ROOT, env=cli_env(env_overrides), capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=cli_env(env_overrides),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 # -- a working backend ------------------------------------------------------------------------------
 
 
-def test_working_backend_receives_every_event_once_in_order(ml_assets, data_dir, instance, receiver, monkeypatch):
+def test_working_backend_receives_every_event_once_in_order(
+    ml_assets, data_dir, instance, receiver, monkeypatch
+):
     monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
 
     result, _ = timed_run(ml_assets, instance)
@@ -169,7 +176,9 @@ def test_working_backend_receives_every_event_once_in_order(ml_assets, data_dir,
 # -- a refusing backend -----------------------------------------------------------------------------
 
 
-def test_refusing_backend_neither_slows_the_run_nor_loses_events(ml_assets, data_dir, instance, receiver, monkeypatch):
+def test_refusing_backend_neither_slows_the_run_nor_loses_events(
+    ml_assets, data_dir, instance, receiver, monkeypatch
+):
     receiver.set_mode("refuse")  # nothing listens on its port
     monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
 
@@ -195,8 +204,12 @@ def test_run_process_exits_promptly_and_cli_flush_delivers_what_it_left(ml_asset
     dead = {"PIPELINE_DATA_DIR": str(data_dir), "OPENLINEAGE_URL": f"http://127.0.0.1:{free_port()}"}
     started = time.monotonic()
     run = subprocess.run(
-        [sys.executable, "-c", RUN_IN_PROCESS], cwd=ROOT, env=cli_env(dead),
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", RUN_IN_PROCESS],
+        cwd=ROOT,
+        env=cli_env(dead),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     seconds = time.monotonic() - started
     assert run.returncode == 0, run.stdout + run.stderr
@@ -214,7 +227,9 @@ def test_run_process_exits_promptly_and_cli_flush_delivers_what_it_left(ml_asset
         assert working.wait_for(len(kept), 5) == kept  # all of them, once each, in spool order
     assert spooled(data_dir) == []
     status = lineage_cli("status", live)
-    assert status.returncode == 0 and status.stdout.startswith("0 event(s) waiting"), status.stdout + status.stderr
+    assert status.returncode == 0 and status.stdout.startswith("0 event(s) waiting"), (
+        status.stdout + status.stderr
+    )
 
 
 # -- a hanging backend ------------------------------------------------------------------------------
@@ -242,7 +257,9 @@ def test_hanging_backend_does_not_stall_the_run(ml_assets, data_dir, instance, r
 # -- a failing backend ------------------------------------------------------------------------------
 
 
-def test_backend_answering_500_keeps_events_until_it_recovers(ml_assets, data_dir, instance, receiver, monkeypatch):
+def test_backend_answering_500_keeps_events_until_it_recovers(
+    ml_assets, data_dir, instance, receiver, monkeypatch
+):
     receiver.set_mode("500")
     monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
 
@@ -308,7 +325,9 @@ def test_wrongly_structured_config_keeps_events_spooled_until_it_is_fixed(
     assert spooled(data_dir) == []
 
 
-def test_config_file_with_a_yaml_syntax_error_keeps_events_spooled(ml_assets, data_dir, instance, monkeypatch, tmp_path):
+def test_config_file_with_a_yaml_syntax_error_keeps_events_spooled(
+    ml_assets, data_dir, instance, monkeypatch, tmp_path
+):
     broken = tmp_path / "openlineage.yml"
     broken.write_text("transport:\n  type: http\n  url: [http://127.0.0.1:1\n")
     monkeypatch.setenv("OPENLINEAGE_CONFIG", str(broken))
@@ -324,7 +343,9 @@ def test_config_file_with_a_yaml_syntax_error_keeps_events_spooled(ml_assets, da
 # -- secrets ----------------------------------------------------------------------------------------
 
 
-def test_api_key_goes_only_into_the_auth_header(ml_assets, data_dir, instance, receiver, monkeypatch, caplog, capfd):
+def test_api_key_goes_only_into_the_auth_header(
+    ml_assets, data_dir, instance, receiver, monkeypatch, caplog, capfd
+):
     caplog.set_level(logging.DEBUG)  # openlineage-python and urllib3 debug logs included
     receiver.set_mode("500")  # so the events stay in the spool, where they can be inspected
     monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
@@ -400,7 +421,10 @@ def test_an_assets_complete_is_spooled_before_dagster_records_its_materializatio
 
     def handle_new_event(event, *args, **kwargs):
         dagster_event = event.dagster_event
-        if dagster_event is not None and dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+        if (
+            dagster_event is not None
+            and dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        ):
             job = ".".join(dagster_event.asset_key.path)
             completes = {e["job"]["name"] for e in spooled(data_dir) if e["eventType"] == "COMPLETE"}
             checked.append((job, any(name.endswith(f".{job}") for name in completes)))

@@ -45,8 +45,7 @@ def shipped_run(data_dir, instance, monkeypatch):
 def completes(events) -> dict[str, dict]:
     """Asset runs' COMPLETE events by job name."""
     return {
-        e["job"]["name"]: e for e in events
-        if e["eventType"] == "COMPLETE" and "parent" in e["run"]["facets"]
+        e["job"]["name"]: e for e in events if e["eventType"] == "COMPLETE" and "parent" in e["run"]["facets"]
     }
 
 
@@ -80,14 +79,18 @@ def test_asset_runs_are_children_of_the_dagster_run_with_deterministic_ids(shipp
     parent = report["run"]["facets"]["parent"]
     assert parent["run"]["runId"] == run_uuid and parent["root"]["run"]["runId"] == run_uuid
     assert parent["job"]["name"] == parent["root"]["job"]["name"] == "__ephemeral_asset_job__"
-    assert report["run"]["runId"] == str(generate_static_uuid(created, f"{result.run_id}:sales_report".encode()))
+    assert report["run"]["runId"] == str(
+        generate_static_uuid(created, f"{result.run_id}:sales_report".encode())
+    )
 
 
 def test_inputs_join_the_outputs_of_upstream_assets(shipped_run, data_dir):
     _, events = shipped_run
     done = completes(events)
     output_of = {job: e["outputs"][0]["name"] for job, e in done.items()}
-    assert output_of["sales_analytics.clean_sales"] == str(data_dir / "assets" / "clean_sales" / "value.parquet")
+    assert output_of["sales_analytics.clean_sales"] == str(
+        data_dir / "assets" / "clean_sales" / "value.parquet"
+    )
     assert all(e["outputs"][0]["namespace"] == "file" for e in done.values())
     assert sorted(i["name"] for i in done["sales_analytics.sales_with_revenue"]["inputs"]) == sorted(
         output_of[f"sales_analytics.{name}"] for name in ("clean_sales", "revenue", "is_large_order")
@@ -114,7 +117,11 @@ def test_facets_of_an_asset_run(shipped_run):
     assert output["outputFacets"]["outputStatistics"]["rowCount"] > 0
     assert output["outputFacets"]["outputStatistics"]["size"] > 0
     [assertion] = output["facets"]["dataQualityAssertions"]["assertions"]
-    assert (assertion["assertion"], assertion["success"], assertion["severity"]) == ("range_validator", True, "error")
+    assert (assertion["assertion"], assertion["success"], assertion["severity"]) == (
+        "range_validator",
+        True,
+        "error",
+    )
     assert "in range" in assertion["description"]
 
 
@@ -133,7 +140,9 @@ def test_column_lineage_matches_the_lineage_derived_by_hand(shipped_run, instanc
     assert column_sources(done["sales_analytics.revenue"]) == {
         "revenue": {("clean_sales", "quantity"), ("clean_sales", "unit_price")}
     }
-    assert column_sources(done["sales_analytics.is_large_order"]) == {"is_large_order": {("clean_sales", "quantity")}}
+    assert column_sources(done["sales_analytics.is_large_order"]) == {
+        "is_large_order": {("clean_sales", "quantity")}
+    }
     assert column_sources(done["ml_pipeline.phenol_ratio"]) == {
         "phenol_ratio": {("raw_dataset", "flavanoids"), ("raw_dataset", "total_phenols")}
     }
@@ -145,17 +154,31 @@ def test_column_lineage_matches_the_lineage_derived_by_hand(shipped_run, instanc
     # An opaque whole-frame function: same name where possible, else every input column.
     summary = column_sources(done["sales_analytics.region_summary"])
     assert summary["region"] == {("sales_with_revenue", "region")}
-    every_input_column = {("sales_with_revenue", c) for c in (
-        "order_id", "order_date", "region", "product", "quantity", "unit_price", "customer_id",
-        "revenue", "is_large_order")}
+    every_input_column = {
+        ("sales_with_revenue", c)
+        for c in (
+            "order_id",
+            "order_date",
+            "region",
+            "product",
+            "quantity",
+            "unit_price",
+            "customer_id",
+            "revenue",
+            "is_large_order",
+        )
+    }
     assert summary["orders"] == every_input_column
-    unknown = done["sales_analytics.region_summary"]["outputs"][0]["facets"]["columnLineage"]["fields"]["orders"]
+    unknown = done["sales_analytics.region_summary"]["outputs"][0]["facets"]["columnLineage"]["fields"][
+        "orders"
+    ]
     assert {f["transformations"][0]["type"] for f in unknown["inputFields"]} == {"INDIRECT"}
     # Dagster shows the same lineage on the asset page.
     materialization = instance.get_latest_materialization_event(dg.AssetKey("revenue")).asset_materialization
     deps = materialization.metadata["dagster/column_lineage"].value.deps_by_column["revenue"]
     assert {(d.asset_key.to_user_string(), d.column_name) for d in deps} == {
-        ("clean_sales", "quantity"), ("clean_sales", "unit_price")
+        ("clean_sales", "quantity"),
+        ("clean_sales", "unit_price"),
     }
 
 
@@ -169,11 +192,20 @@ def test_a_failing_run_ends_with_fail_events_and_the_stack_trace(make_module, da
     assert not result.success
     events = read_events(data_dir)
     states = [(e["job"]["name"].split(".")[-1], e["eventType"]) for e in events]
-    assert sorted(states) == sorted([
-        ("__ephemeral_asset_job__", "START"), ("a", "START"), ("a", "COMPLETE"),
-        ("b", "START"), ("b", "FAIL"), ("__ephemeral_asset_job__", "FAIL"),
-    ])
-    assert states[0] == ("__ephemeral_asset_job__", "START") and states[-1] == ("__ephemeral_asset_job__", "FAIL")
+    assert sorted(states) == sorted(
+        [
+            ("__ephemeral_asset_job__", "START"),
+            ("a", "START"),
+            ("a", "COMPLETE"),
+            ("b", "START"),
+            ("b", "FAIL"),
+            ("__ephemeral_asset_job__", "FAIL"),
+        ]
+    )
+    assert states[0] == ("__ephemeral_asset_job__", "START") and states[-1] == (
+        "__ephemeral_asset_job__",
+        "FAIL",
+    )
     assert states.index(("b", "START")) < states.index(("b", "FAIL"))
     failed_asset = events[states.index(("b", "FAIL"))]["run"]["facets"]["errorMessage"]
     assert failed_asset["message"] == "ValueError: b is broken"
@@ -187,7 +219,8 @@ def test_a_failing_run_ends_with_fail_events_and_the_stack_trace(make_module, da
 def test_scheduled_runs_carry_their_nominal_time(make_module, data_dir, instance):
     flow = make_module("def a() -> int:\n    return 1\n")
     result = dg.materialize(
-        [hamilton_assets(flow)], instance=instance,
+        [hamilton_assets(flow)],
+        instance=instance,
         tags={"dagster/scheduled_execution_time": "2026-01-02T06:00:00+00:00"},
     )
     assert result.success
@@ -220,10 +253,13 @@ def test_a_range_run_has_one_asset_run_per_partition(make_module, data_dir, inst
     require_spec()
     flow = make_module("def total(day: str) -> str:\n    return day\n")
     daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
-    assets = hamilton_assets(flow, partitions_def=daily, partition_input="day",
-                             backfill_policy=dg.BackfillPolicy.single_run())
-    range_tags = {"dagster/asset_partition_range_start": "2026-01-02",
-                  "dagster/asset_partition_range_end": "2026-01-04"}
+    assets = hamilton_assets(
+        flow, partitions_def=daily, partition_input="day", backfill_policy=dg.BackfillPolicy.single_run()
+    )
+    range_tags = {
+        "dagster/asset_partition_range_start": "2026-01-02",
+        "dagster/asset_partition_range_end": "2026-01-04",
+    }
     assert dg.materialize([assets], instance=instance, tags=range_tags).success
     events = read_events(data_dir)
     for event in events:
@@ -234,10 +270,14 @@ def test_a_range_run_has_one_asset_run_per_partition(make_module, data_dir, inst
     assert nominal["nominalEndTime"].startswith("2026-01-05T00:00:00")
     complete = [e for e in events if e["eventType"] == "COMPLETE" and "parent" in e["run"]["facets"]]
     assert [e["outputs"][0]["name"].rsplit("/", 1)[1] for e in complete] == [
-        "partition=2026-01-02.txt", "partition=2026-01-03.txt", "partition=2026-01-04.txt"]
+        "partition=2026-01-02.txt",
+        "partition=2026-01-03.txt",
+        "partition=2026-01-04.txt",
+    ]
     assert len({e["run"]["runId"] for e in complete}) == 3
     assert Counter(e["run"]["runId"] for e in events if "parent" in e["run"]["facets"]) == {
-        e["run"]["runId"]: 2 for e in complete}  # START + COMPLETE each
+        e["run"]["runId"]: 2 for e in complete
+    }  # START + COMPLETE each
 
 
 def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, instance):
@@ -250,8 +290,10 @@ def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, i
     run = instance.get_run_by_id(run.run_id)
     canceled = run_event(instance, run.run_id, dg.DagsterEventType.RUN_CANCELED)
     context = dg.build_run_status_sensor_context(
-        sensor_name="openlineage_run_canceled", dagster_event=canceled,
-        dagster_instance=instance, dagster_run=run,
+        sensor_name="openlineage_run_canceled",
+        dagster_event=canceled,
+        dagster_instance=instance,
+        dagster_run=run,
     )
     run_canceled(context)
     run_canceled(context)

@@ -9,9 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.lineage.runs import open_asset_runs
 from orchestration.lineage import client as lineage_client
-from orchestration.lineage.runs import run_failed
+from orchestration.lineage.runs import open_asset_runs, run_failed
 from tests.conftest import run_event
 from tests.lineage.test_events import read_events
 
@@ -21,13 +20,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def materialize_and_kill(data_dir, instance, kill_after_s: float) -> dg.DagsterRun:
     """`second` kills its step's process after `kill_after_s`; nodes past 0.2 s count as long."""
-    env = {**os.environ, "KILL_NODE": "second", "KILL_AFTER_S": str(kill_after_s),
-           "PIPELINE_LIVE_AFTER_S": "0.2", "PIPELINE_DATA_DIR": str(data_dir),
-           "DAGSTER_HOME": instance.root_directory}
+    env = {
+        **os.environ,
+        "KILL_NODE": "second",
+        "KILL_AFTER_S": str(kill_after_s),
+        "PIPELINE_LIVE_AFTER_S": "0.2",
+        "PIPELINE_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": instance.root_directory,
+    }
     completed = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-         "-m", "tests.lineage.killed_defs", "--select", "*"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "tests.lineage.killed_defs",
+            "--select",
+            "*",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode != 0
     [run] = instance.get_runs()
@@ -38,8 +53,10 @@ def materialize_and_kill(data_dir, instance, kill_after_s: float) -> dg.DagsterR
 def end_from_sensor(instance, run) -> None:
     failure = run_event(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
-        sensor_name="openlineage_run_failed", dagster_event=failure,
-        dagster_instance=instance, dagster_run=run,
+        sensor_name="openlineage_run_failed",
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=run,
     ).for_run_failure()
     run_failed(context)
     run_failed(context)  # a repeated tick changes nothing
@@ -61,8 +78,13 @@ def test_a_long_node_killed_mid_run_gets_fail_from_the_sensor_exactly_once(data_
     assert counts[("third", "START")] == 0
     [run_fail] = [e for e in events if e["job"]["name"] == run_job and e["eventType"] == "FAIL"]
     asset_fail = next(e for e in events if e["job"]["name"].endswith(".second") and e["eventType"] == "FAIL")
-    assert asset_fail["run"]["facets"]["errorMessage"]["message"] == "the run ended before this asset finished"
-    assert run_fail["run"]["facets"]["errorMessage"]["message"] != asset_fail["run"]["facets"]["errorMessage"]["message"]
+    assert (
+        asset_fail["run"]["facets"]["errorMessage"]["message"] == "the run ended before this asset finished"
+    )
+    assert (
+        run_fail["run"]["facets"]["errorMessage"]["message"]
+        != asset_fail["run"]["facets"]["errorMessage"]["message"]
+    )
     by_run = Counter(e["run"]["runId"] for e in events if e["eventType"] in ("COMPLETE", "FAIL", "ABORT"))
     assert set(by_run.values()) == {1}
     assert lineage_client.delivery().spool.pending() == []

@@ -75,7 +75,13 @@ class Live:
             found = self.dev.graphql(
                 """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename
                      ... on Sensor { sensorState { status ticks(limit: 1) { status } } } } }""",
-                {"s": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "sensorName": sensor}},
+                {
+                    "s": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": "__repository__",
+                        "sensorName": sensor,
+                    }
+                },
             )["sensorOrError"]
             assert found["__typename"] == "Sensor", found
             if found["sensorState"]["ticks"]:
@@ -137,8 +143,10 @@ def live(tmp_path_factory):
     home.mkdir()
     env = {"PIPELINE_DATA_DIR": str(data_dir), "HAMILTON_TELEMETRY_ENABLED": "false"}
     env |= {k: "" for k in os.environ if k.startswith("OPENLINEAGE")}  # lineage to events.jsonl
-    with dagster_dev(workspace_for("tests.live.slow_defs", home), home, env) as (dev, _), \
-            dg.DagsterInstance.from_config(str(home)) as instance:
+    with (
+        dagster_dev(workspace_for("tests.live.slow_defs", home), home, env) as (dev, _),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
         yield Live(dev, instance, data_dir)
 
 
@@ -173,7 +181,9 @@ def test_a_long_node_shows_as_running_and_terminating_it_cancels_the_run_at_once
         time.sleep(0.1)
     assert materialized(events) == ["fast_a"], events
     assert len([m for m in messages if m.startswith("running slow [")]) == 1, messages  # no heartbeat yet
-    assert not [m for m in messages if m.startswith("running ") and not m.startswith("running slow [")], messages
+    assert not [m for m in messages if m.startswith("running ") and not m.startswith("running slow [")], (
+        messages
+    )
 
     # 5. Nothing half-written: `fast_a` stored, `slow` and `after` not, no temporary file.
     store_root = live.data_dir / "assets"
@@ -203,7 +213,8 @@ def test_a_long_node_shows_as_running_and_terminating_it_cancels_the_run_at_once
     assert found["fast_a"] == ["START", "COMPLETE"], dict(found)
     assert found["after"] == [], dict(found)
     [slow_start] = [
-        e for e in live.lineage_events()
+        e
+        for e in live.lineage_events()
         if e["run"]["runId"] == run.asset_run_id("slow") and e["eventType"] == "START"
     ]
     assert datetime.fromisoformat(slow_start["eventTime"]) < terminated_at, slow_start  # while it ran

@@ -55,7 +55,9 @@ def test_runs_push_all_four_metrics_and_counters_accumulate(
 
     first = dg.materialize([counting], instance=instance)
     assert first.success
-    wait_for(lambda: series(prometheus, metrics.PIPELINE_PROGRESS, pipeline, run_id=first.run_id), {"": 100.0})
+    wait_for(
+        lambda: series(prometheus, metrics.PIPELINE_PROGRESS, pipeline, run_id=first.run_id), {"": 100.0}
+    )
     rows = {"source": 4.0, "table": 4.0, "total": 4.0, "doubled": 4.0}  # summary is a dict: no rows
     wait_for(lambda: series(prometheus, metrics.RECORDS_PROCESSED, pipeline), rows)
     once = dict.fromkeys(ASSETS, 1.0)
@@ -69,7 +71,9 @@ def test_runs_push_all_four_metrics_and_counters_accumulate(
     assert not second.success
     errors = {**dict.fromkeys(ASSETS, 0.0), "total": 1.0}
     wait_for(lambda: series(prometheus, metrics.STEP_ERRORS, pipeline), errors)
-    wait_for(lambda: series(prometheus, metrics.PIPELINE_PROGRESS, pipeline, run_id=second.run_id), {"": 40.0})
+    wait_for(
+        lambda: series(prometheus, metrics.PIPELINE_PROGRESS, pipeline, run_id=second.run_id), {"": 40.0}
+    )
     assert series(prometheus, metrics.PIPELINE_PROGRESS, pipeline) == {"": 40.0}  # only the latest run's
     counts = {**once, "source": 2.0, "table": 2.0}  # total failed: no duration; nothing after it ran
     wait_for(lambda: series(prometheus, f"{metrics.STEP_DURATION}_count", pipeline), counts)
@@ -106,11 +110,17 @@ def test_a_pushgateway_that_is_down_or_hung_neither_fails_nor_stalls_a_run(
         assert result.success
         assert took - without < 5.0, f"{took:.1f} s with {shown} against {without:.1f} s without"
         (warning,) = warnings_naming(instance, result.run_id, "Pushgateway")
-        assert f"Pushgateway at {shown} (PROMETHEUS_PUSHGATEWAY_URL):" in warning and "s3cret" not in warning and "metrics:" not in warning
+        assert (
+            f"Pushgateway at {shown} (PROMETHEUS_PUSHGATEWAY_URL):" in warning
+            and "s3cret" not in warning
+            and "metrics:" not in warning
+        )
 
 
 @pytest.mark.services  # the Pushgateway
-def test_progress_is_pushed_while_the_step_runs(pushgateway, pipeline, make_module, data_dir, instance, monkeypatch):
+def test_progress_is_pushed_while_the_step_runs(
+    pushgateway, pipeline, make_module, data_dir, instance, monkeypatch
+):
     flow = make_module(
         """
         import time

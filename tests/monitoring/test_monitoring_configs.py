@@ -23,8 +23,10 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.services  # promtool
 def test_promtool_accepts_the_shipped_config_and_rules():
-    for args in [("check", "config", str(MONITORING / "prometheus.yml")),
-                 ("check", "rules", str(MONITORING / "alert_rules.yml"))]:
+    for args in [
+        ("check", "config", str(MONITORING / "prometheus.yml")),
+        ("check", "rules", str(MONITORING / "alert_rules.yml")),
+    ]:
         checked = promtool(*args)
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -44,14 +46,21 @@ def test_the_dashboard_has_a_panel_per_metric_with_valid_queries(prometheus):
     dashboard = json.loads(DASHBOARD.read_text())
     panels = dashboard["panels"]
     assert [panel["title"] for panel in panels] == [
-        "Pipeline progress", "Asset duration, runs of the last day", "Records processed", "Error rate",
+        "Pipeline progress",
+        "Asset duration, runs of the last day",
+        "Records processed",
+        "Error rate",
         "Running nodes",
     ]
     used = set()
     for panel in panels:
         for target in panel["targets"]:
             names = set(re.findall(r"\bhamilton_\w+", target["expr"]))
-            exported = {m for m in metrics.METRICS if any(re.fullmatch(f"{m}(_bucket|_sum|_count)?", n) for n in names)}
+            exported = {
+                m
+                for m in metrics.METRICS
+                if any(re.fullmatch(f"{m}(_bucket|_sum|_count)?", n) for n in names)
+            }
             assert names and len(exported) == 1, f"{panel['title']}: {target['expr']}"
             used |= exported
             promql = target["expr"].replace("$pipeline", ".*")  # as Grafana does for "All"
@@ -61,7 +70,9 @@ def test_the_dashboard_has_a_panel_per_metric_with_valid_queries(prometheus):
 
 
 def test_grafana_provisioning_points_at_the_dashboard_and_its_datasource():
-    (datasource,) = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())["datasources"]
+    (datasource,) = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
     dashboard = json.loads(DASHBOARD.read_text())
     uids = {panel["datasource"]["uid"] for panel in dashboard["panels"]}
     uids |= {t["datasource"]["uid"] for panel in dashboard["panels"] for t in panel["targets"]}

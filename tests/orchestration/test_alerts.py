@@ -68,8 +68,11 @@ def failed_run(make_module, data_dir, instance):
 
 def evaluate(sensor, instance, run, event, resources):
     with dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_event=event, dagster_instance=instance,
-        dagster_run=run, resources=resources,
+        sensor_name=sensor.name,
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=resources,
     ) as context:
         if sensor.name == "run_failure_alerts":
             context = context.for_run_failure()
@@ -103,8 +106,9 @@ def test_a_notifier_that_is_down_is_reported_and_the_others_still_get_the_alert(
     controller, inbox = smtp
     run, failure = failed_run
     down = SlackWebhook(url="http://127.0.0.1:9/marker-secret-hook-4711")  # nothing listens on port 9
-    email = SmtpEmail(host="127.0.0.1", port=controller.port,
-                      sender="dagster@example.com", recipients="oncall@example.com")
+    email = SmtpEmail(
+        host="127.0.0.1", port=controller.port, sender="dagster@example.com", recipients="oncall@example.com"
+    )
     [sensor] = alert_sensors()
 
     result = evaluate(sensor, instance, run, failure, {"alerting": Alerting(slack=down, email=email)})

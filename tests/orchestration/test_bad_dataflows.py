@@ -20,10 +20,7 @@ def test_missing_dependency_names_the_node_and_the_input(make_module):
 
 
 def test_producer_consumer_type_mismatch(make_module):
-    flow = make_module(
-        "def count() -> int:\n    return 1\n"
-        "def label(count: str) -> str:\n    return count\n"
-    )
+    flow = make_module("def count() -> int:\n    return 1\ndef label(count: str) -> str:\n    return count\n")
     with pytest.raises(DataflowError) as error:
         hamilton_assets(flow)
     message = str(error.value)
@@ -82,9 +79,7 @@ def test_chain_at_the_limit_loads_and_runs(make_module, data_dir, instance):
         f"def n{i}(n{i - 1}: int) -> int:\n    return n{i - 1} + 1\n" for i in range(1, depth)
     )
     assets = hamilton_assets(make_module(source))
-    result = dg.materialize(
-        [assets], instance=instance, selection=[f"n{depth - 1}"], raise_on_error=False
-    )
+    result = dg.materialize([assets], instance=instance, selection=[f"n{depth - 1}"], raise_on_error=False)
     # n{depth-2} was never stored, so the run must say which asset is missing, not overflow.
     assert not result.success
     assert f"Asset n{depth - 2} has never been materialized" in step_failure(result)

@@ -35,7 +35,6 @@ def only_doc(x: int) -> int:
         assert code_version(fn) == hash_source_code(fn, strip=True)
 
 
-
 def test_a_file_is_parsed_once_then_read_from_the_cache(make_module, data_dir, monkeypatch):
     flow = make_module("def a(x: int) -> int:\n    return x + 1\n")
     first = code_version(flow.a)
@@ -65,7 +64,7 @@ def test_nested_functions_and_any_line_endings_match_hamiltons_version(make_modu
         'def outer(\n    x: int,\n) -> int:\n    """Outer doc."""\n'
         '    async def inner(y):\n        """Inner doc."""\n        return y\n'
         '    class Helper:\n        def method(self):\n            """Method doc."""\n            return 1\n'
-        '    return x\n\n\n'
+        "    return x\n\n\n"
         'def no_nested(default: int = 1) -> int:\n    """Says def, nests none."""\n    return default\n'
     )
     for newline in ("\n", "\r\n"):

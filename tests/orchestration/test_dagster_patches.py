@@ -144,7 +144,14 @@ def test_dagster_still_recomputes_output_keys_per_output():
 
 @pytest.mark.parametrize(
     ("version", "affected"),
-    [("1.13.0", True), ("1.13.27", True), ("1.12.9", False), ("1.14.0", False), ("2.13.0", False), ("1!0+dev", False)],
+    [
+        ("1.13.0", True),
+        ("1.13.27", True),
+        ("1.12.9", False),
+        ("1.14.0", False),
+        ("2.13.0", False),
+        ("1!0+dev", False),
+    ],
 )
 def test_only_dagster_1_13_is_affected(version, affected):
     assert is_affected_dagster_version(version) is affected

@@ -55,9 +55,22 @@ def test_the_cli_backfills_a_date_range_in_one_run(tmp_path):
     write_sample_sales(data / "landing", days=4, start="2026-01-01")
     env = {**os.environ, "PIPELINE_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "orchestration.definitions",
-         "--select", "group:sales_analytics", "--partition-range", "2026-01-02...2026-01-04"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "orchestration.definitions",
+            "--select",
+            "group:sales_analytics",
+            "--partition-range",
+            "2026-01-02...2026-01-04",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:

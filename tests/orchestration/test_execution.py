@@ -31,7 +31,11 @@ def progress_lines(instance, run_id) -> list[str]:
 
 
 def log_lines(instance, run_id, pattern: str) -> list[str]:
-    return [e.user_message for e in instance.all_logs(run_id) if e.user_message and re.match(pattern, e.user_message)]
+    return [
+        e.user_message
+        for e in instance.all_logs(run_id)
+        if e.user_message and re.match(pattern, e.user_message)
+    ]
 
 
 def test_full_run_streams_assets_in_topological_order_and_stores_them(counting, data_dir, instance):
@@ -40,7 +44,9 @@ def test_full_run_streams_assets_in_topological_order_and_stores_them(counting, 
     assert materialized_keys(result) == ["source", "table", "total", "doubled", "summary"]
     store = ValueStore(data_dir / "assets")
     assert store.read(dg.AssetKey("summary")) == {"sum": 56, "rows": 4}
-    pd.testing.assert_series_equal(store.read(dg.AssetKey("doubled")), pd.Series([8, 12, 16, 20], name="total"))
+    pd.testing.assert_series_equal(
+        store.read(dg.AssetKey("doubled")), pd.Series([8, 12, 16, 20], name="total")
+    )
     lines = progress_lines(instance, result.run_id)
     assert len(lines) == 5
     assert lines[0].startswith("[1/5 20%] source done in ")
@@ -51,7 +57,9 @@ def test_full_run_streams_assets_in_topological_order_and_stores_them(counting, 
 
 def test_materialization_metadata(counting, data_dir, instance):
     result = dg.materialize([counting], instance=instance)
-    events = {e.asset_key.to_user_string(): e.materialization for e in result.get_asset_materialization_events()}
+    events = {
+        e.asset_key.to_user_string(): e.materialization for e in result.get_asset_materialization_events()
+    }
     table = events["table"].metadata
     assert table["dagster/row_count"].value == 4
     assert [c.name for c in table["dagster/column_schema"].schema.columns] == ["x", "y"]
@@ -93,7 +101,9 @@ def test_failing_node_keeps_finished_assets_and_names_the_node(counting, data_di
     result = dg.materialize([counting], instance=instance, raise_on_error=False)
     assert not result.success
     message = step_failure(result)
-    assert "Hamilton node 'total' (asset total) failed: RuntimeError: total cannot be computed today" in message
+    assert (
+        "Hamilton node 'total' (asset total) failed: RuntimeError: total cannot be computed today" in message
+    )
     assert 'raise RuntimeError("total cannot be computed today")' in message  # original traceback
     assert materialized_keys(result) == ["source", "table"]
     store = ValueStore(data_dir / "assets")
@@ -115,31 +125,43 @@ def test_reexecution_from_asset_failure_recomputes_only_what_failed(data_dir, in
     planned = {dg.AssetKey(k) for k in ["source", "table", "total", "doubled", "summary"]}
     done = {e.asset_key for e in first.get_asset_materialization_events()}
     second = dg.execute_job(
-        job, instance, asset_selection=sorted(planned - done, key=str),
+        job,
+        instance,
+        asset_selection=sorted(planned - done, key=str),
         tags={"dagster/parent_run_id": first.run_id, "dagster/root_run_id": first.run_id},
     )
 
     assert second.success
     assert counting_flow.CALLS == ["total", "doubled", "summary"]
     assert [e.asset_key.to_user_string() for e in second.get_asset_materialization_events()] == [
-        "total", "doubled", "summary"
+        "total",
+        "doubled",
+        "summary",
     ]
 
 
 def test_run_config_sets_external_inputs(counting, data_dir, instance):
     result = dg.materialize(
-        [counting], instance=instance,
+        [counting],
+        instance=instance,
         run_config={"ops": {"counting_flow": {"config": {"rows": 6}}}},
     )
     assert result.success
-    assert ValueStore(data_dir / "assets").read(dg.AssetKey("summary")) == {"sum": 2 * sum(range(12)), "rows": 6}
+    assert ValueStore(data_dir / "assets").read(dg.AssetKey("summary")) == {
+        "sum": 2 * sum(range(12)),
+        "rows": 6,
+    }
 
 
 def test_run_config_rejects_unknown_keys_and_wrong_types(counting, data_dir, instance):
     with pytest.raises(dg.DagsterInvalidConfigError, match="rowz"):
-        dg.materialize([counting], instance=instance, run_config={"ops": {"counting_flow": {"config": {"rowz": 6}}}})
+        dg.materialize(
+            [counting], instance=instance, run_config={"ops": {"counting_flow": {"config": {"rowz": 6}}}}
+        )
     with pytest.raises(dg.DagsterInvalidConfigError, match="rows"):
-        dg.materialize([counting], instance=instance, run_config={"ops": {"counting_flow": {"config": {"rows": "six"}}}})
+        dg.materialize(
+            [counting], instance=instance, run_config={"ops": {"counting_flow": {"config": {"rows": "six"}}}}
+        )
 
 
 def test_progress_callbacks_get_step_percent_and_message(data_dir, instance):
@@ -151,7 +173,10 @@ def test_progress_callbacks_get_step_percent_and_message(data_dir, instance):
     for done, asset in enumerate(assets_in_order):
         expected += [(asset, 20 * done, f"Executing {asset} [{done}/5 {20 * done}%]")]
         expected += [(asset, 20 * (done + 1), f"[{done + 1}/5 {20 * (done + 1)}%] {asset} done in")]
-    assert [(step, round(percent), message[: len(text)]) for (step, percent, message), (_, _, text) in zip(calls, expected)] == expected
+    assert [
+        (step, round(percent), message[: len(text)])
+        for (step, percent, message), (_, _, text) in zip(calls, expected)
+    ] == expected
     assert len(calls) == 10
 
 
@@ -181,14 +206,18 @@ def check_results(result) -> dict[str, bool]:
     }
 
 
-def test_warn_check_failure_records_a_failed_check_but_the_run_succeeds(make_module, data_dir, instance, monkeypatch):
+def test_warn_check_failure_records_a_failed_check_but_the_run_succeeds(
+    make_module, data_dir, instance, monkeypatch
+):
     monkeypatch.setenv("RATIO", "50")
     result = dg.materialize([hamilton_assets(make_module(CHECKED_FLOW))], instance=instance)
     assert result.success
     assert check_results(result) == {"ratio:range_validator": False, "amount:range_validator": True}
 
 
-def test_fail_check_failure_fails_the_run_and_keeps_the_old_value(make_module, data_dir, instance, monkeypatch):
+def test_fail_check_failure_fails_the_run_and_keeps_the_old_value(
+    make_module, data_dir, instance, monkeypatch
+):
     assets = hamilton_assets(make_module(CHECKED_FLOW))
     assert dg.materialize([assets], instance=instance).success
     monkeypatch.setenv("FACTOR", "1000")
@@ -239,8 +268,11 @@ def test_partition_input_must_name_an_input(make_module):
     from orchestration import DataflowError
 
     with pytest.raises(DataflowError, match="partition_input='date'.*inputs are: day"):
-        hamilton_assets(make_module(PARTITIONED_FLOW), partitions_def=dg.DailyPartitionsDefinition(
-            start_date="2026-01-01"), partition_input="date")
+        hamilton_assets(
+            make_module(PARTITIONED_FLOW),
+            partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"),
+            partition_input="date",
+        )
 
 
 FLAKY_FLOW = '''
@@ -263,7 +295,9 @@ def flaky(source: int) -> int:
 '''
 
 
-def test_a_retried_step_succeeds_and_lineage_shows_one_clean_run(make_module, data_dir, instance, monkeypatch, tmp_path):
+def test_a_retried_step_succeeds_and_lineage_shows_one_clean_run(
+    make_module, data_dir, instance, monkeypatch, tmp_path
+):
     from tests.lineage.test_events import read_events
 
     monkeypatch.setenv("FLAKY_MARKER", str(tmp_path / "tried"))

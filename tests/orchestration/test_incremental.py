@@ -29,7 +29,9 @@ def assets_for(make_module, increment: int) -> dg.AssetsDefinition:
 
 def stale(instance, assets: dg.AssetsDefinition) -> dict[str, StaleStatus]:
     defs = dg.Definitions(assets=[assets])
-    resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+    resolver = CachingStaleStatusResolver(
+        instance, defs.resolve_asset_graph(), LoadingContextForTest(instance)
+    )
     return {key.to_user_string(): resolver.get_status(key) for key in assets.keys}
 
 
@@ -73,6 +75,8 @@ def test_the_downstream_selection_re_materializes_in_one_run(make_module, data_d
     assert dg.materialize([assets_for(make_module, 1)], instance=instance).success
     after = assets_for(make_module, 50)
     selection = dg.AssetSelection.assets("cleaned").downstream()
-    keys = {k.to_user_string() for k in selection.resolve(dg.Definitions(assets=[after]).resolve_asset_graph())}
+    keys = {
+        k.to_user_string() for k in selection.resolve(dg.Definitions(assets=[after]).resolve_asset_graph())
+    }
     assert materialized(instance, after, keys) == {"cleaned", "report"}
     assert stale_keys(instance, after) == set()

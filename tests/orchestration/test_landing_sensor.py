@@ -33,7 +33,8 @@ def test_each_landed_file_requests_one_run_for_its_day(sensor, landing, instance
     write_sample_sales(landing, days=2, rows_per_day=20)
     result, cursor = tick(sensor, instance)
     assert [(r.partition_key, r.tags["landing/file"]) for r in result.run_requests] == [
-        ("2026-01-01", "sales_2026-01-01.csv"), ("2026-01-02", "sales_2026-01-02.csv")
+        ("2026-01-01", "sales_2026-01-01.csv"),
+        ("2026-01-02", "sales_2026-01-02.csv"),
     ]
     assert all(r.run_key.startswith(r.tags["landing/file"] + "@") for r in result.run_requests)
 

@@ -110,12 +110,17 @@ def test_percent_and_eta_are_weighted_by_last_durations():
     assert progress.eta_s() == 10.0  # from history before anything finished
     clock.now = 1.0
     assert progress.finished("prep", 1.0) == "[1/3 10%] prep done in 1.00 s (rows=-) — ETA 9.0 s"
-    assert progress.running("train", 31.0) == "running train [1/3 10%] — 31.0 s so far (usually 8.0 s) — ETA 9.0 s"
+    assert (
+        progress.running("train", 31.0)
+        == "running train [1/3 10%] — 31.0 s so far (usually 8.0 s) — ETA 9.0 s"
+    )
     clock.now = 9.0
     progress.finished("train", 8.0)
     assert progress.percent == 90.0
     clock.now = 10.0
-    assert progress.finished("report", 1.0) == "[3/3 100%] report done in 1.00 s (rows=-)"  # no ETA at the end
+    assert (
+        progress.finished("report", 1.0) == "[3/3 100%] report done in 1.00 s (rows=-)"
+    )  # no ETA at the end
 
 
 def test_assets_never_run_weigh_the_mean_and_no_history_counts_assets():
@@ -188,7 +193,9 @@ def test_a_failing_callback_warns_once_per_step():
 
 def test_a_long_node_is_named_while_it_runs_with_heartbeats(slow_flow, data_dir, instance):
     calls = []
-    assets = hamilton_assets(slow_flow, progress_callbacks=[lambda *a: calls.append(a)], progress_settings=WATCHING)
+    assets = hamilton_assets(
+        slow_flow, progress_callbacks=[lambda *a: calls.append(a)], progress_settings=WATCHING
+    )
     result = dg.materialize([assets], instance=instance)
     assert result.success
 
@@ -198,8 +205,10 @@ def test_a_long_node_is_named_while_it_runs_with_heartbeats(slow_flow, data_dir,
     assert len(lines) >= 3 and all(line.startswith("running slow [1/3 33%]") for line in lines)  # heartbeats
     first_line = next(i for i, e in enumerate(logs) if (e.user_message or "").startswith("running slow"))
     slow_stored = next(
-        i for i, e in enumerate(logs)
-        if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        i
+        for i, e in enumerate(logs)
+        if e.dagster_event
+        and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
         and e.dagster_event.asset_key == dg.AssetKey("slow")
     )
     assert first_line < slow_stored  # shown before the node ended
@@ -243,7 +252,9 @@ def test_a_retried_step_says_which_attempt_and_why(make_module, data_dir, instan
     )
     calls = []
     assets = hamilton_assets(
-        flow, retry_policy=dg.RetryPolicy(max_retries=2, delay=0.2), progress_callbacks=[lambda *a: calls.append(a)]
+        flow,
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=0.2),
+        progress_callbacks=[lambda *a: calls.append(a)],
     )
     result = dg.materialize([assets], instance=instance)
     assert result.success
@@ -267,7 +278,9 @@ def test_quick_nodes_add_at_most_a_tenth_of_an_event_per_asset(make_module, data
     """The event budget: per asset, no more events than Dagster's own floor (an output and a
     materialization) plus 0.1 on average, against a bare multi-asset of the same assets."""
     n = 40
-    source = "\n\n".join(f"def n{i}({f'n{i - 1}: int' if i else ''}) -> int:\n    return {i}\n" for i in range(n))
+    source = "\n\n".join(
+        f"def n{i}({f'n{i - 1}: int' if i else ''}) -> int:\n    return {i}\n" for i in range(n)
+    )
     ours = hamilton_assets(make_module(source, name="chain_flow"))
 
     @dg.multi_asset(specs=[dg.AssetSpec(f"n{i}", deps=[f"n{i - 1}"] if i else []) for i in range(n)])

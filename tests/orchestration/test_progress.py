@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 
 from orchestration import hamilton_assets
-from orchestration.notifiers import SlackWebhook
 from orchestration.monitoring.callbacks import RateLimited
 from orchestration.monitoring.progress import StepProgress
 from orchestration.monitoring.slack_progress import progress_callbacks_from_env, slack_progress
+from orchestration.notifiers import SlackWebhook
 from tests.conftest import run_event
 from tests.orchestration import counting_flow
 from tests.support.http_receiver import ENDPOINT, LineageReceiver
@@ -72,7 +72,9 @@ def test_a_thousand_assets_send_first_last_and_at_most_one_update_per_interval()
 
 def test_min_percent_bounds_messages_however_fast_the_updates_come():
     clock, sent = Clock(), []
-    run_step(1000, RateLimited(lambda *a: sent.append(a), min_interval_s=0, min_percent=10, clock=clock), clock)
+    run_step(
+        1000, RateLimited(lambda *a: sent.append(a), min_interval_s=0, min_percent=10, clock=clock), clock
+    )
     percents = [percent for _, percent, _ in sent]
     assert percents[0] == 0.0 and percents[-1] == 100.0
     assert len(sent) <= 12
@@ -98,7 +100,9 @@ def test_a_failing_callback_never_fails_the_run(data_dir, instance):
     result = dg.materialize([assets], instance=instance)
     assert result.success
     assert calls == ["source", "summary"]  # the first update (source starts) and the final one
-    warnings = [e.user_message for e in instance.all_logs(result.run_id) if "not delivered" in (e.user_message or "")]
+    warnings = [
+        e.user_message for e in instance.all_logs(result.run_id) if "not delivered" in (e.user_message or "")
+    ]
     assert len(warnings) == 1 and "broken" in warnings[0]
 
 
@@ -165,7 +169,10 @@ def test_a_range_run_counts_each_partition(make_module, data_dir, instance, monk
     assets = hamilton_assets(
         flow, partitions_def=daily, partition_input="day", backfill_policy=dg.BackfillPolicy.single_run()
     )
-    tags = {"dagster/asset_partition_range_start": "2026-01-02", "dagster/asset_partition_range_end": "2026-01-04"}
+    tags = {
+        "dagster/asset_partition_range_start": "2026-01-02",
+        "dagster/asset_partition_range_end": "2026-01-04",
+    }
     result = dg.materialize([assets], instance=instance, tags=tags)
     assert bars(captured_stderr(instance, result.run_id))[-1] == ("days_flow", 3, 3)
 
@@ -196,9 +203,22 @@ def test_dagster_asset_materialize_shows_the_bar(tmp_path):
     )
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-         "-m", "orchestration.definitions", "--select", "group:ml_pipeline"],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "orchestration.definitions",
+            "--select",
+            "group:ml_pipeline",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     frames = bars(run.stderr)
@@ -215,5 +235,7 @@ def test_the_bar_names_the_node_running_now(make_module, data_dir, instance, mon
     )
     result = dg.materialize([hamilton_assets(flow)], instance=instance)
     stderr = captured_stderr(instance, result.run_id)
-    assert re.search(r"bar_flow: +50%\|[^|]*\| 1/2 \[[^]]*, running slow\]", stderr), stderr  # redrawn while it runs
+    assert re.search(r"bar_flow: +50%\|[^|]*\| 1/2 \[[^]]*, running slow\]", stderr), (
+        stderr
+    )  # redrawn while it runs
     assert bars(stderr)[-1] == ("bar_flow", 2, 2)

@@ -18,8 +18,12 @@ def run_dataflow(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_PROGRESS_BAR", "DAGSTER_HOME")}
     return subprocess.run(
         [sys.executable, "-m", "orchestration.run_dataflow", *args],
-        cwd=ROOT, env={**clean, "HAMILTON_TELEMETRY_ENABLED": "false", **env},
-        capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env={**clean, "HAMILTON_TELEMETRY_ENABLED": "false", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -30,8 +34,16 @@ def test_every_asset_by_default_with_a_bar_over_assets(tmp_path):
     lines = run.stdout.splitlines()
     assert lines[0].startswith("ml_pipeline: 10 assets computed in ")
     assert [line.split()[0] for line in lines[1:]] == [
-        "raw_dataset", "target", "phenol_ratio", "color_hue_ratio", "log_proline",
-        "feature_matrix", "train_test_data", "trained_model", "predictions", "evaluation_metrics",
+        "raw_dataset",
+        "target",
+        "phenol_ratio",
+        "color_hue_ratio",
+        "log_proline",
+        "feature_matrix",
+        "train_test_data",
+        "trained_model",
+        "predictions",
+        "evaluation_metrics",
     ]
     assert "feature_matrix      DataFrame, 178 rows × 16 columns" in run.stdout
     assert "predictions         Series, 45 rows (int64)" in run.stdout
@@ -41,8 +53,13 @@ def test_selected_outputs_with_config_and_inputs(tmp_path):
     landing = tmp_path / "landing"
     write_sample_sales(landing, days=2, start="2026-01-01")
     run = run_dataflow(
-        "hamilton_pipelines.sales_analytics", "--config", "sales_scope=all",
-        "--input", f"landing_dir={landing}", "--output", "region_summary,business_metrics",
+        "hamilton_pipelines.sales_analytics",
+        "--config",
+        "sales_scope=all",
+        "--input",
+        f"landing_dir={landing}",
+        "--output",
+        "region_summary,business_metrics",
         PIPELINE_PROGRESS_BAR="1",
     )
     assert run.returncode == 0, run.stderr
@@ -65,16 +82,32 @@ def test_no_bar_when_stderr_is_not_a_terminal():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["hamilton_pipelines.ml_pipelin"],
-         "cannot import module 'hamilton_pipelines.ml_pipelin' (ModuleNotFoundError"),
-        (["hamilton_pipelines.ml_pipeline", "--output", "predictions,predictionz"],
-         "unknown output 'predictionz' in ml_pipeline. Fix: use one of its assets: raw_dataset, "),
-        (["tests.orchestration.counting_flow", "--input", "rowz=3"],
-         "unknown input 'rowz'. Fix: use one of counting_flow's inputs: rows."),
-        (["tests.orchestration.counting_flow", "--input", "rows=many"],
-         "--input rows=many: rows takes int values, not 'many'."),
-        (["hamilton_pipelines.sales_analytics", "--config", "sales_scope=daily", "--input", "landing_dir=x"],
-         "missing input sales_date (str, read by raw_sales). Fix: pass --input NAME=VALUE"),
+        (
+            ["hamilton_pipelines.ml_pipelin"],
+            "cannot import module 'hamilton_pipelines.ml_pipelin' (ModuleNotFoundError",
+        ),
+        (
+            ["hamilton_pipelines.ml_pipeline", "--output", "predictions,predictionz"],
+            "unknown output 'predictionz' in ml_pipeline. Fix: use one of its assets: raw_dataset, ",
+        ),
+        (
+            ["tests.orchestration.counting_flow", "--input", "rowz=3"],
+            "unknown input 'rowz'. Fix: use one of counting_flow's inputs: rows.",
+        ),
+        (
+            ["tests.orchestration.counting_flow", "--input", "rows=many"],
+            "--input rows=many: rows takes int values, not 'many'.",
+        ),
+        (
+            [
+                "hamilton_pipelines.sales_analytics",
+                "--config",
+                "sales_scope=daily",
+                "--input",
+                "landing_dir=x",
+            ],
+            "missing input sales_date (str, read by raw_sales). Fix: pass --input NAME=VALUE",
+        ),
     ],
     ids=["module", "output", "input-name", "input-value", "missing-input"],
 )

@@ -25,7 +25,10 @@ def test_sales_and_ml_dataflows_materialize_and_match_plain_hamilton(data_dir, i
     assert len(result.get_asset_check_evaluations()) == 3
 
     expected = (
-        driver.Builder().with_modules(sales_analytics).with_config(config).build()
+        driver.Builder()
+        .with_modules(sales_analytics)
+        .with_config(config)
+        .build()
         .execute(["sales_report", "region_summary", "business_metrics"])
     )
     store = ValueStore(data_dir / "assets")
@@ -43,8 +46,17 @@ def test_sales_and_ml_dataflows_materialize_and_match_plain_hamilton(data_dir, i
 def test_ml_run_config_changes_the_split(data_dir, instance):
     ml = hamilton_assets(ml_pipeline)
     result = dg.materialize(
-        [ml], instance=instance, selection=["raw_dataset", "target", "phenol_ratio", "color_hue_ratio",
-                                            "log_proline", "feature_matrix", "train_test_data"],
+        [ml],
+        instance=instance,
+        selection=[
+            "raw_dataset",
+            "target",
+            "phenol_ratio",
+            "color_hue_ratio",
+            "log_proline",
+            "feature_matrix",
+            "train_test_data",
+        ],
         run_config={"ops": {"ml_pipeline": {"config": {"test_size": 0.5}}}},
     )
     assert result.success
@@ -66,7 +78,8 @@ def test_a_date_range_runs_in_one_step_and_records_each_day(data_dir, instance):
     days = ["2026-01-02", "2026-01-03", "2026-01-04"]
 
     result = dg.materialize(
-        [sales], instance=instance,
+        [sales],
+        instance=instance,
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
 
@@ -77,15 +90,19 @@ def test_a_date_range_runs_in_one_step_and_records_each_day(data_dir, instance):
     store = ValueStore(data_dir / "assets")
     for day in days:
         expected = (
-            driver.Builder().with_modules(sales_analytics)
+            driver.Builder()
+            .with_modules(sales_analytics)
             .with_config({"sales_scope": "daily"})
             .build()
             .execute(["clean_sales"], inputs={"landing_dir": str(landing), "sales_date": day})
         )["clean_sales"]
         stored = store.read(dg.AssetKey("clean_sales"), day)
         pd.testing.assert_frame_equal(stored.reset_index(drop=True), expected.reset_index(drop=True))
-        [event] = [e for e in result.get_asset_materialization_events()
-                   if e.asset_key.path == ["clean_sales"] and e.partition == day]
+        [event] = [
+            e
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.path == ["clean_sales"] and e.partition == day
+        ]
         assert event.materialization.metadata["dagster/row_count"].value == len(expected)
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
@@ -95,4 +112,6 @@ def test_a_date_range_runs_in_one_step_and_records_each_day(data_dir, instance):
         e.asset_materialization.metadata["progress"].value
         for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     ]
-    assert len(lines) == n and f"[{n}/{n} 100%] sales_report [2026-01-04]" in {line.split(" done in")[0] for line in lines}
+    assert len(lines) == n and f"[{n}/{n} 100%] sales_report [2026-01-04]" in {
+        line.split(" done in")[0] for line in lines
+    }

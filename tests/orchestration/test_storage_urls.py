@@ -12,8 +12,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 from sklearn.linear_model import LogisticRegression
 
 from orchestration import StorageError, ValueStore, hamilton_assets
-from orchestration.storage import store as storage
 from orchestration.errors import MissingUpstreamError
+from orchestration.storage import store as storage
 from tests.orchestration import counting_flow
 
 KEY = dg.AssetKey(["sales", "report"])
@@ -146,6 +146,9 @@ def test_pipeline_store_url_sends_a_run_s_values_there(bucket, data_dir, instanc
     assert result.success
     assert ValueStore(bucket).read(dg.AssetKey("summary")) == {"sum": 56, "rows": 4}
     assert not (data_dir / "assets").exists()
-    [table] = [e.materialization for e in result.get_asset_materialization_events()
-               if e.asset_key == dg.AssetKey("table")]
+    [table] = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("table")
+    ]
     assert table.metadata["path"].value == f"{bucket}/table/value.parquet"

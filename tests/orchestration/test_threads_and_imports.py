@@ -32,7 +32,11 @@ def test_importing_the_library_starts_no_thread_and_changes_no_global_setting(tm
     """)
     data = tmp_path / "data"
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "/usr/bin:/bin", "PIPELINE_DATA_DIR": str(data), "HAMILTON_TELEMETRY_ENABLED": "false"},
     )
     assert done.returncode == 0, done.stderr

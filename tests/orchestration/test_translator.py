@@ -162,11 +162,18 @@ def test_the_shipped_definitions_validate_in_a_subprocess(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    env = {**__import__("os").environ, "PIPELINE_DATA_DIR": str(tmp_path / "data"),
-           "DAGSTER_HOME": str(tmp_path)}
+    env = {
+        **__import__("os").environ,
+        "PIPELINE_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path),
+    }
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
@@ -234,7 +241,7 @@ def test_loading_keeps_the_garbage_collector_on_and_the_process_frozen_objects_f
 def test_a_config_value_for_an_input_is_its_default_and_other_config_still_selects_functions(
     make_module, data_dir, instance
 ):
-    flow = make_module('''
+    flow = make_module("""
 from hamilton.function_modifiers import config
 
 
@@ -250,7 +257,7 @@ def shown__upper(raw: str) -> str:
 @config.when(mode="lower")
 def shown__lower(raw: str) -> str:
     return raw.lower()
-''')
+""")
     assets = hamilton_assets(flow, config={"path": "/data/In.csv", "mode": "upper"})
     assert sorted(key.to_user_string() for key in assets.keys) == ["raw", "shown"]
     fields = assets.op.config_schema.config_type.fields

@@ -49,11 +49,16 @@ BAD_FILES = [
     ("header only", HEADER.encode(), "has a header but no rows; re-export that day's sales"),
     ("not UTF-8", (HEADER + f"1,{DAY},M\xfcnchen,Beans,3,4.5,c1\n").encode("latin-1"), "is not UTF-8"),
     ("wrong schema", b"order_id,region\n1,North\n", "lacks required columns ['order_date'"),
-    ("wrong type", (HEADER + f"1,{DAY},North,Beans,three,4.5,c1\n").encode(),
-     "'quantity' must be numeric, but row 2 holds 'three'; fix the export"),
+    (
+        "wrong type",
+        (HEADER + f"1,{DAY},North,Beans,three,4.5,c1\n").encode(),
+        "'quantity' must be numeric, but row 2 holds 'three'; fix the export",
+    ),
     ("missing", None, "does not exist; check landing_dir and sales_date, or land the file first"),
     pytest.param(
-        "malformed", (HEADER + f'1,"{DAY},North\n').encode(), "cannot be read as CSV",
+        "malformed",
+        (HEADER + f'1,"{DAY},North\n').encode(),
+        "cannot be read as CSV",
     ),
 ]
 FIXES = ("re-export", "fix the export", "land the file first")
@@ -66,8 +71,10 @@ def test_a_bad_landed_file_fails_the_day_once_naming_it_and_keeps_what_was_store
     landing = data_dir / "landing"
     [path] = write_sample_sales(landing, days=1, rows_per_day=20, start=DAY)
     sales = hamilton_assets(
-        sales_analytics, config={"sales_scope": "daily", "landing_dir": str(landing)},
-        partitions_def=DAILY, partition_input="sales_date",
+        sales_analytics,
+        config={"sales_scope": "daily", "landing_dir": str(landing)},
+        partitions_def=DAILY,
+        partition_input="sales_date",
     )
     assert dg.materialize([sales], instance=instance, partition_key=DAY).success
     before = stored_files(data_dir)
@@ -182,13 +189,17 @@ def test_a_link_loop_is_reported_and_does_not_stop_the_other_files(sensor, landi
 # -- run config ---------------------------------------------------------------------------------
 
 
-def test_an_out_of_range_run_config_value_fails_naming_the_node_and_range_and_keeps_the_split(data_dir, instance):
+def test_an_out_of_range_run_config_value_fails_naming_the_node_and_range_and_keeps_the_split(
+    data_dir, instance
+):
     ml = hamilton_assets(ml_pipeline)
     assert dg.materialize([ml], instance=instance).success
     before = stored_files(data_dir)
 
     result = dg.materialize(
-        [ml], instance=instance, raise_on_error=False,
+        [ml],
+        instance=instance,
+        raise_on_error=False,
         run_config={"ops": {"ml_pipeline": {"config": {"test_size": 1.5}}}},
     )
 
@@ -236,8 +247,11 @@ def lineage_config(data_dir, monkeypatch, tmp_path):
 
 
 def config_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and "OpenLineage configuration problem" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "OpenLineage configuration problem" in r.getMessage()
+    ]
 
 
 SMALL_FLOW = "def one() -> int:\n    return 1\n"
@@ -293,6 +307,9 @@ def test_a_wrong_pushgateway_url_gives_one_run_log_warning_naming_it(
 
     assert result.success
     assert ValueStore(data_dir / "assets").read(dg.AssetKey("one")) == 1
-    warnings = [e.user_message for e in instance.all_logs(result.run_id)
-                if e.level == logging.WARNING and "pushgateway" in (e.user_message or "").lower()]
+    warnings = [
+        e.user_message
+        for e in instance.all_logs(result.run_id)
+        if e.level == logging.WARNING and "pushgateway" in (e.user_message or "").lower()
+    ]
     assert len(warnings) == 1 and named in warnings[0] and "pw" not in warnings[0]

@@ -83,7 +83,11 @@ class Shape:
 
 
 def wrap(kind: str, expression: str) -> str:
-    return {"int": expression, "text": f"str({expression})", "frame": f"pd.DataFrame({{'v': [{expression}]}})"}[kind]
+    return {
+        "int": expression,
+        "text": f"str({expression})",
+        "frame": f"pd.DataFrame({{'v': [{expression}]}})",
+    }[kind]
 
 
 def as_int(value) -> int:
@@ -104,11 +108,20 @@ def shapes(draw, min_nodes: int = 1, max_nodes: int = 8) -> Shape:
     n = draw(st.integers(min_nodes, max_nodes))
     node_names = draw(st.lists(names, min_size=n, max_size=n, unique=True))
     parents = tuple(
-        tuple(sorted(draw(st.lists(
-            st.integers(0, i - 1), unique=True,
-            min_size=draw(st.sampled_from([1, 1, 1, 0])),  # mostly connected, sometimes isolated
-            max_size=min(3, i),
-        )))) if i else ()
+        tuple(
+            sorted(
+                draw(
+                    st.lists(
+                        st.integers(0, i - 1),
+                        unique=True,
+                        min_size=draw(st.sampled_from([1, 1, 1, 0])),  # mostly connected, sometimes isolated
+                        max_size=min(3, i),
+                    )
+                )
+            )
+        )
+        if i
+        else ()
         for i in range(n)
     )
     kinds = tuple(draw(st.lists(st.sampled_from(sorted(KINDS)), min_size=n, max_size=n)))
@@ -181,14 +194,16 @@ def test_one_asset_per_function_with_exactly_the_hamilton_graphs_dependencies(sh
 def loaded_from_storage(instance, run_id: str) -> set[str]:
     lines = [e.user_message for e in instance.all_logs(run_id) if (e.user_message or "").startswith(LOADED)]
     assert len(lines) <= 1
-    return set(lines[0][len(LOADED):].split(", ")) if lines else set()
+    return set(lines[0][len(LOADED) :].split(", ")) if lines else set()
 
 
 @SETTINGS
 @given(shape=shapes(min_nodes=2), data=st.data())
 def test_a_selection_runs_exactly_the_selected_nodes_and_loads_its_upstream(shape, data):
     # Never everything (the full materialization covers that); later nodes first, as they have upstream.
-    choice = st.lists(st.sampled_from(shape.names[::-1]), min_size=1, max_size=len(shape.names) - 1, unique=True)
+    choice = st.lists(
+        st.sampled_from(shape.names[::-1]), min_size=1, max_size=len(shape.names) - 1, unique=True
+    )
     selected = data.draw(choice, label="selected")
     index = {name: i for i, name in enumerate(shape.names)}
     deps = shape.deps()
@@ -205,7 +220,9 @@ def test_a_selection_runs_exactly_the_selected_nodes_and_loads_its_upstream(shap
         assert sorted(module.CALLS) == sorted(shape.names)  # each function once
         module.CALLS.clear()
         plain = driver.Builder().with_modules(module).build().execute(list(shape.names))
-        assert {n: as_int(store.read(dg.AssetKey(n))) for n in shape.names} == {n: as_int(plain[n]) for n in shape.names}
+        assert {n: as_int(store.read(dg.AssetKey(n))) for n in shape.names} == {
+            n: as_int(plain[n]) for n in shape.names
+        }
 
         # Change what is stored for the upstream the selection reads: a recomputation would not see it.
         changed = {n: of_kind(shape.kinds[index[n]], as_int(plain[n]) + 1000) for n in loads}
@@ -217,7 +234,9 @@ def test_a_selection_runs_exactly_the_selected_nodes_and_loads_its_upstream(shap
 
         assert subset.success
         assert sorted(module.CALLS) == sorted(selected)  # exactly the selection, each once
-        assert sorted(e.asset_key.to_user_string() for e in subset.get_asset_materialization_events()) == sorted(selected)
+        assert sorted(
+            e.asset_key.to_user_string() for e in subset.get_asset_materialization_events()
+        ) == sorted(selected)
         assert loaded_from_storage(instance, subset.run_id) == loads
         module.CALLS.clear()
         expected = driver.Builder().with_modules(module).build().execute(selected, overrides=changed)

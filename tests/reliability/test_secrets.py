@@ -51,11 +51,11 @@ from dagster._core.instance.ref import InstanceRef
 
 from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration import hamilton_assets
-from orchestration.lineage.delivery import LineageSpool
 from orchestration.lineage import client as lineage_client
 from orchestration.lineage import runs as lineage_runs
-from orchestration.ops.alerts import alert_sensors, alerting_from_env
+from orchestration.lineage.delivery import LineageSpool
 from orchestration.monitoring.slack_progress import progress_callbacks_from_env
+from orchestration.ops.alerts import alert_sensors, alerting_from_env
 from tests.conftest import run_event, step_failure
 from tests.support.http_receiver import LineageReceiver
 from tests.support.ports import free_port
@@ -73,8 +73,16 @@ SECRET_VARIABLES = (
     "PROMETHEUS_PUSHGATEWAY_URL",
 )
 SETTINGS = (
-    *SECRET_VARIABLES, "OPENLINEAGE_URL", "ALERT_SMTP_HOST", "ALERT_SMTP_PORT", "ALERT_SMTP_USER",
-    "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO", "ALERT_SMTP_STARTTLS", "PIPELINE_STORE_URL", "SUCCESS_NOTICE_JOBS",
+    *SECRET_VARIABLES,
+    "OPENLINEAGE_URL",
+    "ALERT_SMTP_HOST",
+    "ALERT_SMTP_PORT",
+    "ALERT_SMTP_USER",
+    "ALERT_EMAIL_FROM",
+    "ALERT_EMAIL_TO",
+    "ALERT_SMTP_STARTTLS",
+    "PIPELINE_STORE_URL",
+    "SUCCESS_NOTICE_JOBS",
 )
 
 GOOD_FLOW = '''
@@ -241,8 +249,12 @@ class SmtpInbox:
         self.logins: list[tuple[bytes, bytes]] = []
         self._password = password.encode()
         self.controller = Controller(
-            self, hostname="127.0.0.1", port=free_port(),
-            authenticator=self._authenticate, auth_required=True, auth_require_tls=False,
+            self,
+            hostname="127.0.0.1",
+            port=free_port(),
+            authenticator=self._authenticate,
+            auth_required=True,
+            auth_require_tls=False,
         )
         self.controller.start()
 
@@ -309,20 +321,28 @@ def configure(env, markers: Markers, *, lineage_url: str, webhook_base: str, smt
     env.setenv("OPENLINEAGE_URL", lineage_url)
     env.setenv("OPENLINEAGE_API_KEY", markers["OPENLINEAGE_API_KEY"])
     env.setenv("SLACK_WEBHOOK_URL", f"{webhook_base}/services/T000/B000/{markers['SLACK_WEBHOOK_URL']}")
-    env.setenv("PROGRESS_SLACK_WEBHOOK_URL", f"{webhook_base}/progress/{markers['PROGRESS_SLACK_WEBHOOK_URL']}")
+    env.setenv(
+        "PROGRESS_SLACK_WEBHOOK_URL", f"{webhook_base}/progress/{markers['PROGRESS_SLACK_WEBHOOK_URL']}"
+    )
     env.setenv("ALERT_SMTP_HOST", "127.0.0.1")
     env.setenv("ALERT_SMTP_PORT", str(smtp_port))
     env.setenv("ALERT_SMTP_USER", SMTP_USER)
     env.setenv("ALERT_SMTP_PASSWORD", markers["ALERT_SMTP_PASSWORD"])
     env.setenv("ALERT_EMAIL_FROM", "dagster@example.com")
     env.setenv("ALERT_EMAIL_TO", "oncall@example.com")
-    env.setenv("PROMETHEUS_PUSHGATEWAY_URL", f"http://{PUSH_USER}:{markers['PROMETHEUS_PUSHGATEWAY_URL']}@{push_host}")
+    env.setenv(
+        "PROMETHEUS_PUSHGATEWAY_URL",
+        f"http://{PUSH_USER}:{markers['PROMETHEUS_PUSHGATEWAY_URL']}@{push_host}",
+    )
 
 
 def evaluate(sensor, instance, run, event, resources=None):
     with dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_event=event, dagster_instance=instance,
-        dagster_run=run, resources=resources or {},
+        sensor_name=sensor.name,
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=resources or {},
     ) as context:
         if sensor.name in ("run_failure_alerts", "openlineage_run_failed"):
             context = context.for_run_failure()
@@ -351,7 +371,9 @@ def run_flows_and_sensors(make_module, instance) -> Outcome:
     defs = dg.Definitions(assets=[good], jobs=[job], resources={"alerting": alerting_from_env()})
     succeeded = defs.resolve_job_def("secrets_job").execute_in_process(instance=instance)
     assert succeeded.success
-    failed = dg.materialize([bad], instance=instance, raise_on_error=False, resources={"alerting": alerting_from_env()})
+    failed = dg.materialize(
+        [bad], instance=instance, raise_on_error=False, resources={"alerting": alerting_from_env()}
+    )
     assert not failed.success
     outcome.good_run, outcome.bad_run = succeeded.run_id, failed.run_id
     outcome.texts["step failure"] = step_failure(failed)
@@ -362,9 +384,13 @@ def run_flows_and_sensors(make_module, instance) -> Outcome:
     bad_run, good_run = instance.get_run_by_id(failed.run_id), instance.get_run_by_id(succeeded.run_id)
     failure = run_event(instance, failed.run_id, dg.DagsterEventType.RUN_FAILURE)
     success = run_event(instance, succeeded.run_id, dg.DagsterEventType.RUN_SUCCESS)
-    outcome.texts["failure alert"] = evaluate(failure_alerts, instance, bad_run, failure, resources).skip_message
+    outcome.texts["failure alert"] = evaluate(
+        failure_alerts, instance, bad_run, failure, resources
+    ).skip_message
     outcome.texts["success notice"] = evaluate(notices, instance, good_run, success, resources).skip_message
-    outcome.texts["lineage run_failed"] = evaluate(lineage_runs.run_failed, instance, bad_run, failure).skip_message
+    outcome.texts["lineage run_failed"] = evaluate(
+        lineage_runs.run_failed, instance, bad_run, failure
+    ).skip_message
     spool_sensor = lineage_runs.deliver_spooled_events(dg.build_sensor_context(instance=instance))
     outcome.texts["lineage spool sensor"] = spool_sensor.skip_message
     return outcome
@@ -426,13 +452,29 @@ def test_the_scan_finds_a_marker_in_every_kind_of_file(tmp_path, markers):
 
 @pytest.mark.services  # the Pushgateway
 def test_no_secret_leaks_from_runs_alerts_lineage_or_metrics(
-    make_module, data_dir, instance, tmp_path, markers, clean_env, lineage_backend, webhooks, smtp,
-    pushgateway, caplog, capfd,
+    make_module,
+    data_dir,
+    instance,
+    tmp_path,
+    markers,
+    clean_env,
+    lineage_backend,
+    webhooks,
+    smtp,
+    pushgateway,
+    caplog,
+    capfd,
 ):
     caplog.set_level(logging.DEBUG)  # openlineage-python, urllib3 and our own debug logs included
     caplog.set_level(logging.WARNING, logger="mail.log")  # the test SMTP server's own AUTH trace
-    configure(clean_env, markers, lineage_url=lineage_backend.url, webhook_base=webhooks.url,
-              smtp_port=smtp.controller.port, gateway=pushgateway.url)
+    configure(
+        clean_env,
+        markers,
+        lineage_url=lineage_backend.url,
+        webhook_base=webhooks.url,
+        smtp_port=smtp.controller.port,
+        gateway=pushgateway.url,
+    )
 
     outcome = run_flows_and_sensors(make_module, instance)
     pending, error = deliver_lineage()
@@ -445,7 +487,9 @@ def test_no_secret_leaks_from_runs_alerts_lineage_or_metrics(
     assert len(webhooks.bodies(markers["SLACK_WEBHOOK_URL"])) == 2  # failure alert + success notice
     assert webhooks.bodies(markers["PROGRESS_SLACK_WEBHOOK_URL"])  # progress of both runs
     assert "sent via Slack webhook; sent via e-mail" in outcome.texts["failure alert"]
-    assert len(smtp.messages) == 2 and {p for _, p in smtp.logins} == {markers["ALERT_SMTP_PASSWORD"].encode()}
+    assert len(smtp.messages) == 2 and {p for _, p in smtp.logins} == {
+        markers["ALERT_SMTP_PASSWORD"].encode()
+    }
     exposition = gateway_exposition(pushgateway.url)
     assert f'job="hamilton_{outcome.good_flow}"' in exposition  # pushed, with the credentials
     assert not [e for e in instance.all_logs(outcome.good_run) if "Pushgateway" in (e.user_message or "")]
@@ -466,7 +510,14 @@ def test_no_secret_leaks_from_runs_alerts_lineage_or_metrics(
 
 
 def test_no_secret_leaks_when_every_backend_is_down(
-    make_module, data_dir, instance, tmp_path, markers, clean_env, caplog, capfd,
+    make_module,
+    data_dir,
+    instance,
+    tmp_path,
+    markers,
+    clean_env,
+    caplog,
+    capfd,
 ):
     caplog.set_level(logging.DEBUG)
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: every connection is refused
@@ -480,7 +531,9 @@ def test_no_secret_leaks_when_every_backend_is_down(
     assert "NOT delivered via Slack webhook" in outcome.texts["failure alert"]
     assert "NOT delivered via e-mail" in outcome.texts["failure alert"]
     assert "backend error" in outcome.texts["lineage spool sensor"]
-    warnings = [e.user_message for e in instance.all_logs(outcome.good_run) if "Pushgateway" in (e.user_message or "")]
+    warnings = [
+        e.user_message for e in instance.all_logs(outcome.good_run) if "Pushgateway" in (e.user_message or "")
+    ]
     assert len(warnings) == 1 and f"Pushgateway at {dead} (PROMETHEUS_PUSHGATEWAY_URL):" in warnings[0]
 
     haystacks = {
@@ -505,7 +558,15 @@ def test_no_secret_leaks_when_every_backend_is_down(
     ],
 )
 def test_a_webhook_url_without_a_scheme_is_never_shown(
-    variable, make_module, data_dir, instance, tmp_path, markers, clean_env, caplog, capfd,
+    variable,
+    make_module,
+    data_dir,
+    instance,
+    tmp_path,
+    markers,
+    clean_env,
+    caplog,
+    capfd,
 ):
     caplog.set_level(logging.DEBUG)
     clean_env.setenv("OPENLINEAGE_DISABLED", "true")
@@ -526,12 +587,21 @@ def test_a_webhook_url_without_a_scheme_is_never_shown(
 
 
 def test_a_pushgateway_password_with_reserved_characters_is_never_shown(
-    make_module, data_dir, instance, tmp_path, markers, clean_env, caplog, capfd,
+    make_module,
+    data_dir,
+    instance,
+    tmp_path,
+    markers,
+    clean_env,
+    caplog,
+    capfd,
 ):
     caplog.set_level(logging.DEBUG)
     clean_env.setenv("OPENLINEAGE_DISABLED", "true")
     first, second = markers["PROMETHEUS_PUSHGATEWAY_URL"], uuid.uuid4().hex
-    clean_env.setenv("PROMETHEUS_PUSHGATEWAY_URL", f"http://{PUSH_USER}:{first}#{second}@127.0.0.1:{free_port()}")
+    clean_env.setenv(
+        "PROMETHEUS_PUSHGATEWAY_URL", f"http://{PUSH_USER}:{first}#{second}@127.0.0.1:{free_port()}"
+    )
 
     result = dg.materialize([hamilton_assets(make_module(GOOD_FLOW))], instance=instance)
 
@@ -542,7 +612,10 @@ def test_a_pushgateway_password_with_reserved_characters_is_never_shown(
         "python logging": caplog.text,
         **dict(zip(["stdout", "stderr"], capfd.readouterr())),
     }
-    assert leaks({"password (first part)": first.encode(), "password (second part)": second.encode()}, haystacks) == []
+    assert (
+        leaks({"password (first part)": first.encode(), "password (second part)": second.encode()}, haystacks)
+        == []
+    )
 
 
 # -- the shipped dataflows, through the CLI ---------------------------------------------------------
@@ -550,15 +623,30 @@ def test_a_pushgateway_password_with_reserved_characters_is_never_shown(
 
 @pytest.mark.services  # the Pushgateway, `dagster asset materialize`
 def test_the_shipped_dataflows_through_the_cli_leak_no_secret(
-    tmp_path, data_dir, markers, clean_env, lineage_backend, webhooks, smtp, pushgateway, caplog, capfd,
+    tmp_path,
+    data_dir,
+    markers,
+    clean_env,
+    lineage_backend,
+    webhooks,
+    smtp,
+    pushgateway,
+    caplog,
+    capfd,
 ):
     """`dagster asset materialize -m orchestration.definitions` in its own process, as an operator
     runs it: the ML dataflow succeeds, a day of sales with a non-UTF-8 file fails (after the shipped
     retries); then the failure alert and lineage sensors run on that instance."""
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.WARNING, logger="mail.log")
-    configure(clean_env, markers, lineage_url=lineage_backend.url, webhook_base=webhooks.url,
-              smtp_port=smtp.controller.port, gateway=pushgateway.url)
+    configure(
+        clean_env,
+        markers,
+        lineage_url=lineage_backend.url,
+        webhook_base=webhooks.url,
+        smtp_port=smtp.controller.port,
+        gateway=pushgateway.url,
+    )
     home = tmp_path / "cli_home"
     home.mkdir()
     landing = data_dir / "landing"
@@ -567,15 +655,24 @@ def test_the_shipped_dataflows_through_the_cli_leak_no_secret(
     bad_day.write_bytes(bad_day.read_text().replace("North", "M\xfcnchen").encode("latin-1"))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OPENLINEAGE__")},
-        "DAGSTER_HOME": str(home), "HAMILTON_TELEMETRY_ENABLED": "false", "PIPELINE_PROGRESS_BAR": "0",
+        "DAGSTER_HOME": str(home),
+        "HAMILTON_TELEMETRY_ENABLED": "false",
+        "PIPELINE_PROGRESS_BAR": "0",
     }
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent))
     outputs = {}
-    for name, selection in [("ml", ["--select", "group:ml_pipeline"]),
-                            ("sales", ["--select", "group:sales_analytics", "--partition", "2026-01-03"])]:
+    for name, selection in [
+        ("ml", ["--select", "group:ml_pipeline"]),
+        ("sales", ["--select", "group:sales_analytics", "--partition", "2026-01-03"]),
+    ]:
         done = subprocess.run(
             [dagster, "asset", "materialize", "-m", "orchestration.definitions", *selection],
-            check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+            check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         outputs[f"cli {name} stdout"], outputs[f"cli {name} stderr"] = done.stdout, done.stderr
         assert (done.returncode == 0) == (name == "ml"), done.stdout[-3000:] + done.stderr[-3000:]
@@ -587,20 +684,25 @@ def test_the_shipped_dataflows_through_the_cli_leak_no_secret(
         failure = run_event(instance, failed.run_id, dg.DagsterEventType.RUN_FAILURE)
         [failure_alerts] = alert_sensors()
         texts = {
-            "failure alert": evaluate(failure_alerts, instance, failed, failure,
-                                      {"alerting": alerting_from_env()}).skip_message,
+            "failure alert": evaluate(
+                failure_alerts, instance, failed, failure, {"alerting": alerting_from_env()}
+            ).skip_message,
             "lineage run_failed": evaluate(lineage_runs.run_failed, instance, failed, failure).skip_message,
         }
         pending, error = deliver_lineage()
         events = event_log_haystacks(instance)
         step_errors = " ".join(text for text in events.values() if "STEP_FAILURE" in text)
 
-    assert "is not UTF-8" in step_errors and "sent via Slack webhook; sent via e-mail" in texts["failure alert"]
+    assert (
+        "is not UTF-8" in step_errors and "sent via Slack webhook; sent via e-mail" in texts["failure alert"]
+    )
     assert pending == 0, error
     assert lineage_backend.events and {h.get("Authorization") for h in lineage_backend.headers} == {
         f"Bearer {markers['OPENLINEAGE_API_KEY']}"
     }
-    assert webhooks.bodies(markers["PROGRESS_SLACK_WEBHOOK_URL"]) and webhooks.bodies(markers["SLACK_WEBHOOK_URL"])
+    assert webhooks.bodies(markers["PROGRESS_SLACK_WEBHOOK_URL"]) and webhooks.bodies(
+        markers["SLACK_WEBHOOK_URL"]
+    )
     assert {p for _, p in smtp.logins} == {markers["ALERT_SMTP_PASSWORD"].encode()}
     exposition = gateway_exposition(pushgateway.url)
     assert 'job="hamilton_ml_pipeline"' in exposition
@@ -633,7 +735,9 @@ def fake_checkout(tmp_path: Path) -> Path:
     shutil.copy2(ROOT / "scripts" / "dev", checkout / "scripts" / "dev")
     (checkout / "scripts" / "install").write_text("#!/usr/bin/env bash\nexit 0\n")
     (checkout / ".venv" / "bin" / "dagster").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
-    (checkout / ".venv" / "bin" / "python").write_text('#!/usr/bin/env bash\necho "$@" >> "$(dirname "$0")/python.calls"\n')
+    (checkout / ".venv" / "bin" / "python").write_text(
+        '#!/usr/bin/env bash\necho "$@" >> "$(dirname "$0")/python.calls"\n'
+    )
     for script in [checkout / "scripts" / "install", *(checkout / ".venv" / "bin").iterdir()]:
         script.chmod(0o755)
     return checkout
@@ -642,8 +746,12 @@ def fake_checkout(tmp_path: Path) -> Path:
 def dev_arguments(checkout: Path, **env: str) -> list[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
     done = subprocess.run(
-        [str(checkout / "scripts" / "dev")], env={**base, "PIPELINE_DATA_DIR": str(checkout / "data"), **env},
-        check=False, capture_output=True, text=True, timeout=60,
+        [str(checkout / "scripts" / "dev")],
+        env={**base, "PIPELINE_DATA_DIR": str(checkout / "data"), **env},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
@@ -662,4 +770,6 @@ def test_scripts_dev_serves_the_ui_on_loopback_unless_told_otherwise(tmp_path):
     assert dev_arguments(checkout, DAGSTER_HOST="0.0.0.0")[arguments.index("-h") + 1] == "0.0.0.0"
     # the sample week is written by scripts/dev (once per missing landing folder), not at definitions load
     calls = (checkout / ".venv" / "bin" / "python.calls").read_text().splitlines()
-    assert calls == [f"-m hamilton_pipelines.sample_data {checkout / 'data' / 'landing'} --start 2026-01-01"] * 2
+    assert (
+        calls == [f"-m hamilton_pipelines.sample_data {checkout / 'data' / 'landing'} --start 2026-01-01"] * 2
+    )

@@ -257,7 +257,9 @@ def total(base: pd.DataFrame) -> int:
 """
 
 
-def test_a_run_never_unpickles_a_planted_upstream_and_keeps_the_old_value(make_module, data_dir, instance, sentinel):
+def test_a_run_never_unpickles_a_planted_upstream_and_keeps_the_old_value(
+    make_module, data_dir, instance, sentinel
+):
     assets = hamilton_assets(make_module(FLOW))
     assert dg.materialize([assets], instance=instance).success
     store = ValueStore(data_dir / "assets")
@@ -272,7 +274,9 @@ def test_a_run_never_unpickles_a_planted_upstream_and_keeps_the_old_value(make_m
     assert store.read(dg.AssetKey("total")) == 6  # the previous value, untouched
 
 
-def test_a_corrupt_stored_upstream_fails_the_run_naming_the_asset_and_the_fix(make_module, data_dir, instance, sentinel):
+def test_a_corrupt_stored_upstream_fails_the_run_naming_the_asset_and_the_fix(
+    make_module, data_dir, instance, sentinel
+):
     assets = hamilton_assets(make_module(FLOW))
     assert dg.materialize([assets], instance=instance).success
     stored = ValueStore(data_dir / "assets").folder(dg.AssetKey("base")) / "value.parquet"

@@ -43,14 +43,18 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _logs(folder: Path) -> str:
-    return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in sorted(folder.glob("*.log")))
+    return "\n".join(
+        f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in sorted(folder.glob("*.log"))
+    )
 
 
 @pytest.fixture
 def celery_cluster(tmp_path, data_dir):
     server = shutil.which("redis-server")
     if server is None:
-        pytest.fail("redis-server is not installed; the Celery tests need a real broker. Install it with scripts/install-system.")
+        pytest.fail(
+            "redis-server is not installed; the Celery tests need a real broker. Install it with scripts/install-system."
+        )
     logs = tmp_path / "logs"
     logs.mkdir()
     (tmp_path / "redis").mkdir()
@@ -78,11 +82,24 @@ def celery_cluster(tmp_path, data_dir):
 
     processes = []
     try:
-        processes.append(_start(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path / "redis"),
-             "--save", "", "--appendonly", "no"],
-            logs / "redis.log",
-        ))
+        processes.append(
+            _start(
+                [
+                    server,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(tmp_path / "redis"),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                logs / "redis.log",
+            )
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         client = redis.Redis(port=port)
         while True:
@@ -93,11 +110,26 @@ def celery_cluster(tmp_path, data_dir):
                 assert time.monotonic() < deadline, f"redis-server did not start:\n{_logs(logs)}"
                 time.sleep(0.1)
         for name in WORKERS:
-            processes.append(_start(
-                [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                 "-y", str(config_yaml), "--name", name, "--", "--concurrency=1"],
-                logs / f"{name}.log", cwd=ROOT, env=env,
-            ))
+            processes.append(
+                _start(
+                    [
+                        str(BIN / "dagster-celery"),
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-y",
+                        str(config_yaml),
+                        "--name",
+                        name,
+                        "--",
+                        "--concurrency=1",
+                    ],
+                    logs / f"{name}.log",
+                    cwd=ROOT,
+                    env=env,
+                )
+            )
         app = Celery(broker=config["broker"], backend=config["backend"])
         ready: set[str] = set()
         while len(ready) < len(WORKERS):

@@ -29,7 +29,8 @@ def worker_of_each_step(instance, run_id) -> dict[str, str]:
 def test_steps_run_on_both_celery_workers_and_values_match_hamilton(celery_cluster, data_dir):
     with dg.DagsterInstance.from_config(str(celery_cluster.dagster_home)) as instance:
         result = dg.execute_job(
-            dg.reconstructable(split_defs.celery_job), instance,
+            dg.reconstructable(split_defs.celery_job),
+            instance,
             run_config={**RUN_CONFIG, "execution": {"config": celery_cluster.executor_config}},
         )
         assert result.success

@@ -9,7 +9,7 @@ from orchestration.monitoring.progress import ProgressSettings
 from tests.conftest import step_failure
 
 NAP_S = 0.5
-SLEEPERS = '''
+SLEEPERS = """
 import os
 import time
 
@@ -39,7 +39,7 @@ def n4() -> int:
 
 def total(n1: int, n2: int, n3: int, n4: int) -> int:
     return n1 + n2 + n3 + n4
-'''
+"""
 
 
 def step_seconds(instance, run_id) -> float:
@@ -64,7 +64,9 @@ def sleepers(make_module, monkeypatch):
 def test_independent_nodes_run_at_once_and_still_stream_one_by_one(sleepers, data_dir, instance):
     calls = []
     assets = hamilton_assets(
-        sleepers, max_parallel_nodes=4, progress_callbacks=[lambda *a: calls.append(a)],
+        sleepers,
+        max_parallel_nodes=4,
+        progress_callbacks=[lambda *a: calls.append(a)],
         progress_settings=ProgressSettings(live_after_s=NAP_S / 2),
     )
     result = dg.materialize([assets], instance=instance)
@@ -83,7 +85,13 @@ def test_independent_nodes_run_at_once_and_still_stream_one_by_one(sleepers, dat
     assert sorted(running) == ["running n1", "running n2", "running n3", "running n4"]  # all at once
     ends = [message for _, _, message in calls if " done in " in message]
     assert len(ends) == 5 and ends[-1].startswith("[5/5 100%] total done in ")
-    assert [round(percent) for _, percent, message in calls if " done in " in message] == [20, 40, 60, 80, 100]
+    assert [round(percent) for _, percent, message in calls if " done in " in message] == [
+        20,
+        40,
+        60,
+        80,
+        100,
+    ]
 
 
 def test_off_by_default_nodes_run_one_at_a_time(sleepers, data_dir, instance):
@@ -92,9 +100,13 @@ def test_off_by_default_nodes_run_one_at_a_time(sleepers, data_dir, instance):
     assert step_seconds(instance, result.run_id) >= 4 * NAP_S
 
 
-def test_a_failing_node_fails_the_step_naming_it_and_nothing_downstream_runs(sleepers, data_dir, instance, monkeypatch):
+def test_a_failing_node_fails_the_step_naming_it_and_nothing_downstream_runs(
+    sleepers, data_dir, instance, monkeypatch
+):
     monkeypatch.setenv("FAIL_NODE", "n3")
-    result = dg.materialize([hamilton_assets(sleepers, max_parallel_nodes=4)], instance=instance, raise_on_error=False)
+    result = dg.materialize(
+        [hamilton_assets(sleepers, max_parallel_nodes=4)], instance=instance, raise_on_error=False
+    )
 
     assert not result.success
     assert "Hamilton node 'n3' (asset n3) failed: RuntimeError: n3 broke" in step_failure(result)

@@ -53,17 +53,26 @@ def test_groups_become_multi_assets_with_their_own_specs_checks_deps_and_config(
     assert list(by_name) == ["grouped_flow__left", "grouped_flow__right", "grouped_flow__combined"]
     combined = by_name["grouped_flow__combined"]
     assert {k.to_user_string() for k in combined.keys} == {"both", "report"}
-    assert {k.to_user_string() for k in combined.dependency_keys} >= {"left_numbers", "left_total", "right_total"}
+    assert {k.to_user_string() for k in combined.dependency_keys} >= {
+        "left_numbers",
+        "left_total",
+        "right_total",
+    }
     assert [c.name for c in by_name["grouped_flow__right"].check_keys] == ["range_validator"]
     assert not by_name["grouped_flow__left"].check_keys
     inputs = {name: set(assets.op.config_schema.config_type.fields) for name, assets in by_name.items()}
-    assert inputs == {"grouped_flow__left": {"size"}, "grouped_flow__right": {"size"}, "grouped_flow__combined": set()}
+    assert inputs == {
+        "grouped_flow__left": {"size"},
+        "grouped_flow__right": {"size"},
+        "grouped_flow__combined": set(),
+    }
 
 
 @pytest.mark.services  # the multiprocess executor: a process per step
 def test_independent_groups_overlap_in_separate_processes_and_values_match_hamilton(data_dir, instance):
     result = dg.execute_job(
-        dg.reconstructable(split_defs.multiprocess_job), instance,
+        dg.reconstructable(split_defs.multiprocess_job),
+        instance,
         run_config={**RUN_CONFIG, "execution": {"config": {"max_concurrent": 3}}},
     )
 
@@ -75,9 +84,13 @@ def test_independent_groups_overlap_in_separate_processes_and_values_match_hamil
     assert len({left[2], right[2], combined[2]}) == 3  # a process per step
 
     assert_values_match_hamilton(data_dir)
-    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    checks = {
+        (e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()
+    }
     assert checks == {("right_total", "range_validator"): True}
-    logs = [e.user_message for e in instance.all_logs(result.run_id) if e.step_key == "grouped_flow__combined"]
+    logs = [
+        e.user_message for e in instance.all_logs(result.run_id) if e.step_key == "grouped_flow__combined"
+    ]
     assert any(m.startswith("Loaded from storage instead of recomputing: left_numbers, ") for m in logs)
 
     # several steps, one lineage run: exactly one START and one terminal event per runId
@@ -97,7 +110,7 @@ def test_in_process_a_downstream_group_reads_what_upstream_groups_stored(data_di
     assert_values_match_hamilton(data_dir)
 
 
-CIRCLE = '''
+CIRCLE = """
 from hamilton.function_modifiers import tag
 
 
@@ -114,7 +127,7 @@ def second(first: int) -> int:
 @tag(**{"dagster.group": "a"})
 def third(second: int) -> int:
     return second + 1
-'''
+"""
 
 
 def test_groups_that_depend_on_each_other_in_a_circle_are_refused_naming_the_nodes(make_module):

@@ -53,12 +53,17 @@ class DagsterDev:
         launched = self.graphql(
             """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
                  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-            {"params": {
-                "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                             "jobName": job,
-                             "assetSelection": [{"path": path} for path in asset_paths]},
-                "runConfigData": {},
-            }},
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": "__repository__",
+                        "jobName": job,
+                        "assetSelection": [{"path": path} for path in asset_paths],
+                    },
+                    "runConfigData": {},
+                }
+            },
         )["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         return launched["run"]["runId"]
@@ -120,7 +125,9 @@ def workspace_for(module: str, home: Path) -> Path:
 
 
 @contextlib.contextmanager
-def dagster_dev(workspace: Path, home: Path, env: dict[str, str]) -> Iterator[tuple[DagsterDev, subprocess.Popen]]:
+def dagster_dev(
+    workspace: Path, home: Path, env: dict[str, str]
+) -> Iterator[tuple[DagsterDev, subprocess.Popen]]:
     """`dagster dev` serving `workspace` on the SQLite instance in `home`, with `env` on top of
     this process's environment (`PIPELINE_DATA_DIR` is required: the client's `landing` is in it);
     yields once the location has loaded."""
@@ -131,8 +138,11 @@ def dagster_dev(workspace: Path, home: Path, env: dict[str, str]) -> Iterator[tu
     with log_path.open("w") as log:  # the child keeps its own handle
         process = subprocess.Popen(
             [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     client = DagsterDev(f"http://127.0.0.1:{port}", Path(env["PIPELINE_DATA_DIR"]) / "landing", log_path)
     try:

@@ -199,8 +199,10 @@ class LineageReceiver:
         server.receiver = self
         self.port = server.server_address[1]
         thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"lineage-receiver-{self.port}", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"lineage-receiver-{self.port}",
+            daemon=True,
         )
         thread.start()
         with self._lock:

@@ -28,8 +28,9 @@ READY_TIMEOUT_S = 30.0
 
 def binary(name: str) -> str:
     """The newest installed PostgreSQL's `name` (Debian keeps them off PATH, per version)."""
-    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                      key=lambda path: int(Path(path).parts[-3]))
+    versions = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda path: int(Path(path).parts[-3])
+    )
     path = versions[-1] if versions else shutil.which(name)
     if path is None:
         pytest.fail(
@@ -79,8 +80,11 @@ def _as_server_user() -> dict:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        pytest.fail("Running as root, but there is no 'postgres' user to run PostgreSQL as. Run "
-                    "scripts/install-system (Debian's postgresql package creates it).", pytrace=False)
+        pytest.fail(
+            "Running as root, but there is no 'postgres' user to run PostgreSQL as. Run "
+            "scripts/install-system (Debian's postgresql package creates it).",
+            pytrace=False,
+        )
     return {"user": "postgres", "group": "postgres", "extra_groups": []}
 
 
@@ -109,17 +113,45 @@ def postgres_fixture():
     try:
         with log.open("ab") as out:
             created = subprocess.run(
-                [initdb, "-D", str(root / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                 "--locale=C", "--no-sync"],
-                stdout=out, stderr=subprocess.STDOUT, check=False, **as_server_user,
+                [
+                    initdb,
+                    "-D",
+                    str(root / "data"),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+                **as_server_user,
             )
             if created.returncode != 0:
                 pytest.fail(f"initdb failed:\n{log.read_text()}", pytrace=False)
             port = free_port()
             process = subprocess.Popen(
-                [postgres, "-D", str(root / "data"), "-h", "127.0.0.1", "-p", str(port),
-                 "-k", str(root), "-c", "fsync=off", "-c", "full_page_writes=off"],
-                stdout=out, stderr=subprocess.STDOUT, **as_server_user,
+                [
+                    postgres,
+                    "-D",
+                    str(root / "data"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(root),
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "full_page_writes=off",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                **as_server_user,
             )
         server = PostgresServer(port, process, log)
         _wait_until_ready(server)
