@@ -337,10 +337,7 @@ def print_tables(results: dict) -> None:
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n, r in results["sizes"].items():
-        if "single_s" in r:
-            single = f"{r['single_s']:.2f} s | {r['ratio_single']:.3f}"
-        else:
-            single = "not run | —"
+        single = f"{r['single_s']:.2f} s | {r['ratio_single']:.3f}" if "single_s" in r else "not run | —"
         print(
             f"| {n:,} | {r['raw_s']:.3f} s | {r['dagster_s']:.2f} s | {r['floor_s']:.2f} s "
             f"| {r['ours_s']:.2f} s | {r['ratio']:.3f} | {r['ours_ms_per_asset']:.2f} "

@@ -343,7 +343,7 @@ def run_part(
             belongs = owner.get(root_run_id(event), "unknown")
             written[belongs].add(identity(event))
             foreign_spooled[config] += belongs != config
-    for config, events in received_while_down.items():
+    for events in received_while_down.values():
         for event in events:
             written[owner.get(root_run_id(event), "unknown")].add(identity(event))
 

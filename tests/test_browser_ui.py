@@ -8,8 +8,9 @@ What Dagster's open-source UI (1.13) shows, and where:
 - an asset's page: /assets/<key>: description, the column schema (Columns), and the code version
   under "Compute details" (collapsed, middle-truncated, the full hash in the title attribute);
 - a run's page: /runs/<id>: the log, with the step's `Computing N asset(s) …` line, and every
-  materialization's metadata, including its `[k/N pct%] ... done in ... — ETA ...` progress. Column lineage (`dagster/column_lineage`) is shown only there,
-  as "[Show JSON]": the asset page leaves it out (the column lineage graph is a Dagster+ feature).
+  materialization's metadata, including its `[k/N pct%] ... done in ... — ETA ...` progress.
+  Column lineage (`dagster/column_lineage`) is shown only there, as "[Show JSON]": the asset page
+  leaves it out (the column lineage graph is a Dagster+ feature).
 """
 
 from __future__ import annotations

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from dagster._serdes import deserialize_value, serialize_value
 
 from hamilton_pipelines.sample_data import write_sample_sales
 from orchestration.ops.postgres_storage import PostgresStorage, psycopg2_url
+from tests.support.dagster_dev import graphql
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer, binary, postgres_fixture  # noqa: F401  (the `postgres` fixture)
 from tests.support.processes import command_line, descendants, group_members
@@ -148,18 +147,6 @@ def test_shipped_dataflows_materialize_at_once_through_the_cli(profile):
             "SELECT DISTINCT run_id FROM event_logs WHERE dagster_event_type = 'PIPELINE_SUCCESS'"
         )
     } == set(runs)
-
-
-def graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = json.load(response)
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 @dataclass

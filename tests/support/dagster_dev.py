@@ -29,6 +29,19 @@ FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 START_TIMEOUT_S = 180
 
 
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    """One GraphQL request to the webserver at `url`; its errors fail the test."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.load(response)
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
 class DagsterDev:
     """The running `dagster dev`: its URL, landing folder, log file and GraphQL API."""
 
@@ -38,15 +51,7 @@ class DagsterDev:
         self.log = log
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{self.url}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.load(response)
-        assert "errors" not in body, body["errors"]
-        return body["data"]
+        return graphql(self.url, query, variables)
 
     def launch_run(self, asset_paths: list[list[str]], job: str = "__ASSET_JOB") -> str:
         """Launches a run of these assets as the UI's Materialize button does; returns its id."""
