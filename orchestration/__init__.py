@@ -1,16 +1,31 @@
-"""Hamilton dataflows as Dagster assets: `hamilton_assets` (one step per selection),
-`hamilton_assets_by_group` (one step per asset group) and the `HamiltonTranslator`."""
+"""Hamilton dataflows as Dagster assets.
+
+`hamilton_assets` (one step per selection) and `hamilton_assets_by_group` (one step per asset
+group) build the assets; `HamiltonTranslator` decides how each node looks in Dagster;
+`StepOptions` says how steps run and `HamiltonRuntime` what they read when they do; a
+`StepObserver` follows a step as it runs.
+"""
 
 from orchestration.assets import hamilton_assets, hamilton_assets_by_group
 from orchestration.errors import DataflowError, MissingUpstreamError, StorageError
+from orchestration.monitoring.progress import ProgressSettings
+from orchestration.observers import Materialized, StepInfo, StepObserver
+from orchestration.options import StepOptions
+from orchestration.runtime import HamiltonRuntime
 from orchestration.storage.formats import ValueFormat
 from orchestration.storage.store import ValueStore
 from orchestration.translator import HamiltonTranslator
 
 __all__ = [
     "DataflowError",
+    "HamiltonRuntime",
     "HamiltonTranslator",
+    "Materialized",
     "MissingUpstreamError",
+    "ProgressSettings",
+    "StepInfo",
+    "StepObserver",
+    "StepOptions",
     "StorageError",
     "ValueFormat",
     "ValueStore",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 from types import ModuleType
@@ -21,13 +22,10 @@ from orchestration.execution.runner import StepRunner
 from orchestration.heap import paused_gc
 from orchestration.lineage import runs as lineage_runs
 from orchestration.lineage.observer import OpenLineageObserver
-from orchestration.monitoring.callbacks import ProgressCallback
 from orchestration.monitoring.metrics import PrometheusObserver
-from orchestration.monitoring.progress import ProgressSettings
 from orchestration.monitoring.terminal import TerminalProgress
-from orchestration.paths import assets_dir
-from orchestration.storage.formats import DEFAULT_FORMATS, ValueFormat
-from orchestration.storage.store import ValueStore
+from orchestration.options import StepOptions
+from orchestration.runtime import HamiltonRuntime
 from orchestration.translator import HamiltonTranslator, is_valid_key
 
 CONFIG_TYPES = {str: str, int: int, float: float, bool: bool}
@@ -42,52 +40,27 @@ def hamilton_assets(
     translator: HamiltonTranslator | None = None,
     name: str | None = None,
     upstream_assets: Sequence[UpstreamAsset] = (),
-    store_root: str | None = None,
-    formats: Sequence[ValueFormat] = (),
-    partitions_def: dg.PartitionsDefinition | None = None,
-    partition_input: str | None = None,
-    retry_policy: dg.RetryPolicy | None = None,
-    backfill_policy: dg.BackfillPolicy | None = None,
-    pool: str | None = None,
-    op_tags: Mapping[str, Any] | None = None,
-    progress_callbacks: Sequence[ProgressCallback] = (),
-    progress_settings: ProgressSettings | None = None,
-    max_parallel_nodes: int | None = None,
+    options: StepOptions | None = None,
+    **step_options: Any,
 ) -> dg.AssetsDefinition:
     """Turns Hamilton modules into Dagster assets that run as one subsettable step.
 
-    Every user function becomes an asset; `@extract_columns` children are columns of their parent,
-    `@check_output` validators become asset checks, and external inputs become run config (with
-    defaults from `config` or the function signature). An input named after one of
-    `upstream_assets` depends on that asset and is read from the value store.
-    `store_root` defaults to `$PIPELINE_DATA_DIR/assets`, resolved when the step runs.
-    With `partitions_def`, each partition is stored separately and `partition_input` names the
-    Hamilton input that receives the partition key (e.g. `sales_date`); with
-    `backfill_policy=BackfillPolicy.single_run()` a backfill computes its whole range in one step.
-    `max_parallel_nodes` lets Hamilton run up to that many independent nodes of a step at once, in
-    threads: worth it for nodes that wait on I/O or release the GIL; off (one at a time) by default.
-    `progress_callbacks` are called `(asset, percent, message)` as nodes start, run long and end;
-    `progress_settings` sets when a running node is named and how often (default: from the
-    environment, see `ProgressSettings`).
+    Every user function becomes an asset (its key, group, owners and more from `translator`);
+    `@extract_columns` children are columns of their parent, `@check_output` validators become
+    asset checks, and external inputs become run config, with defaults from `config` (which is
+    also Hamilton's config) or the function signature. An input named after one of
+    `upstream_assets` depends on that asset and is read from the value store. `name` names the
+    multi-asset (default: the modules' names).
+
+    How the step runs is `options`, a `StepOptions`, or any of its fields as a keyword argument:
+
+        hamilton_assets(sales, config={"region": "eu"}, retry_policy=dg.RetryPolicy(max_retries=2))
+
+    Materializing any selection runs only the nodes it needs; assets outside it are loaded from
+    the value store. `dg.materialize([assets])` needs no resources: the step's `HamiltonRuntime`
+    comes with the assets.
     """
-    flow = _DataflowAssets(
-        modules,
-        config=config,
-        translator=translator,
-        name=name,
-        upstream_assets=upstream_assets,
-        store_root=store_root,
-        formats=formats,
-        partitions_def=partitions_def,
-        partition_input=partition_input,
-        retry_policy=retry_policy,
-        backfill_policy=backfill_policy,
-        pool=pool,
-        op_tags=op_tags,
-        progress_callbacks=progress_callbacks,
-        progress_settings=progress_settings,
-        max_parallel_nodes=max_parallel_nodes,
-    )
+    flow = _DataflowAssets(modules, config, translator, name, upstream_assets, options, step_options)
     return flow.multi_asset(flow.dataflow.name, list(flow.dataflow.assets))
 
 
@@ -98,19 +71,11 @@ def hamilton_assets_by_group(
     translator: HamiltonTranslator | None = None,
     name: str | None = None,
     upstream_assets: Sequence[UpstreamAsset] = (),
-    store_root: str | None = None,
-    formats: Sequence[ValueFormat] = (),
-    partitions_def: dg.PartitionsDefinition | None = None,
-    partition_input: str | None = None,
-    retry_policy: dg.RetryPolicy | None = None,
-    backfill_policy: dg.BackfillPolicy | None = None,
-    pool: str | None = None,
-    op_tags: Mapping[str, Any] | None = None,
-    progress_callbacks: Sequence[ProgressCallback] = (),
-    progress_settings: ProgressSettings | None = None,
-    max_parallel_nodes: int | None = None,
+    options: StepOptions | None = None,
+    **step_options: Any,
 ) -> list[dg.AssetsDefinition]:
-    """`hamilton_assets`, split into one subsettable multi-asset (one step) per asset group.
+    """`hamilton_assets` (the same arguments), split into one subsettable multi-asset (one step)
+    per asset group.
 
     Groups come from the translator (`get_group_name`: the `dagster.group` tag, else the module),
     so independent groups run in parallel under the multiprocess or Celery executor. A group's
@@ -118,24 +83,7 @@ def hamilton_assets_by_group(
     same run. Each multi-asset is named `<dataflow>__<group>` and takes run config for only the
     inputs its own nodes read. Groups that depend on each other in a circle are refused.
     """
-    flow = _DataflowAssets(
-        modules,
-        config=config,
-        translator=translator,
-        name=name,
-        upstream_assets=upstream_assets,
-        store_root=store_root,
-        formats=formats,
-        partitions_def=partitions_def,
-        partition_input=partition_input,
-        retry_policy=retry_policy,
-        backfill_policy=backfill_policy,
-        pool=pool,
-        op_tags=op_tags,
-        progress_callbacks=progress_callbacks,
-        progress_settings=progress_settings,
-        max_parallel_nodes=max_parallel_nodes,
-    )
+    flow = _DataflowAssets(modules, config, translator, name, upstream_assets, options, step_options)
     groups = assets_by_group(flow.dataflow, flow.group_of)
     return [
         flow.multi_asset(f"{flow.dataflow.name}__{group}", assets, needed_inputs=True)
@@ -148,35 +96,29 @@ class _DataflowAssets:
 
     def __init__(
         self,
-        modules,
-        *,
-        config,
-        translator,
-        name,
-        upstream_assets,
-        store_root,
-        formats,
-        partitions_def,
-        partition_input,
-        retry_policy,
-        backfill_policy,
-        pool,
-        op_tags,
-        progress_callbacks,
-        progress_settings,
-        max_parallel_nodes,
+        modules: Sequence[ModuleType],
+        config: Mapping[str, Any] | None,
+        translator: HamiltonTranslator | None,
+        name: str | None,
+        upstream_assets: Sequence[UpstreamAsset],
+        options: StepOptions | None,
+        step_options: Mapping[str, Any],
     ):
+        self.options = options = StepOptions.combine(options, step_options)
         self.translator = translator = translator or HamiltonTranslator()
         self.stream = ResultStream()
-        adapters = (
-            [self.stream] if max_parallel_nodes is None else [self.stream, ParallelNodes(max_parallel_nodes)]
-        )
+        adapters: list[Any] = [self.stream]
+        if options.max_parallel_nodes is not None:
+            adapters.append(ParallelNodes(options.max_parallel_nodes))
         self.dataflow = dataflow = Dataflow(modules, config, name=name, adapters=adapters)
 
         self.keys = {node: translator._key_of(asset.node) for node, asset in dataflow.assets.items()}
         _check_keys(dataflow, self.keys)
         self.upstream_inputs = _upstream_inputs(dataflow, upstream_assets)
-        if partition_input is not None and (partitions_def is None or partition_input not in dataflow.inputs):
+        partition_input = options.partition_input
+        if partition_input is not None and (
+            options.partitions_def is None or partition_input not in dataflow.inputs
+        ):
             raise DataflowError(
                 f"partition_input={partition_input!r} needs partitions_def and an input of that name; "
                 f"the dataflow's inputs are: {', '.join(dataflow.inputs) or 'none'}."
@@ -211,18 +153,10 @@ class _DataflowAssets:
         self.group_of = {
             node_name: spec.group_name or DEFAULT_GROUP for node_name, spec in self.specs.items()
         }
-
-        self.store = None
-        if store_root is not None or formats:
-            self.store = ValueStore(store_root or assets_dir(), (*formats, *DEFAULT_FORMATS))
-        self.partitions_def = partitions_def
-        self.partition_input = partition_input
-        self.retry_policy = retry_policy
-        self.backfill_policy = backfill_policy
-        self.pool = pool
-        self.op_tags = op_tags
-        self.progress_callbacks = progress_callbacks
-        self.progress_settings = progress_settings
+        # One object for all of this dataflow's multi-assets: Dagster requires the same resource
+        # under one key to be the same object.
+        self.runtime = options.runtime or HamiltonRuntime()
+        self.runtime_key = f"{dataflow.name}_runtime"
 
     def multi_asset(
         self, name: str, assets: Sequence[str], needed_inputs: bool = False
@@ -233,37 +167,39 @@ class _DataflowAssets:
         if needed_inputs:
             read = set(plan_selection(self.dataflow, assets).inputs)
             config_schema = {key: field for key, field in config_schema.items() if key in read}
+        options = self.options
         runner = StepRunner(
             self.dataflow,
             self.stream,
             self.keys,
             self.upstream_inputs,
             self.fixed_inputs,
-            self.store,
-            self.progress_callbacks,
             self.translator,
-            self.partition_input,
-            self.progress_settings,
+            options,
+            self.runtime_key,
+            # Built-ins first, each one per multi-asset; then the caller's, shared as given.
+            [OpenLineageObserver(), TerminalProgress(), PrometheusObserver(), *options.observers],
         )
-        runner.observers.append(OpenLineageObserver())
-        runner.observers.append(TerminalProgress())
-        runner.observers.append(PrometheusObserver())
 
-        @dg.multi_asset(
-            name=name,
-            specs=[self.specs[asset] for asset in assets],
-            check_specs=[check for asset in assets for check in self.check_specs[asset]],
-            can_subset=True,
-            config_schema=config_schema,
-            partitions_def=self.partitions_def,
-            retry_policy=self.retry_policy,
-            backfill_policy=self.backfill_policy,
-            pool=self.pool,
-            op_tags=self.op_tags,
-            hooks={lineage_runs.step_succeeded, lineage_runs.step_failed},
-        )
-        def _dataflow(context):  # annotations are strings here, which Dagster's check rejects
-            yield from runner.run(context)
+        with warnings.catch_warnings():  # `resource_defs` of a multi-asset is beta in Dagster 1.13
+            warnings.simplefilter("ignore", dg.BetaWarning)
+
+            @dg.multi_asset(
+                name=name,
+                specs=[self.specs[asset] for asset in assets],
+                check_specs=[check for asset in assets for check in self.check_specs[asset]],
+                can_subset=True,
+                config_schema=config_schema,
+                partitions_def=options.partitions_def,
+                retry_policy=options.retry_policy,
+                backfill_policy=options.backfill_policy,
+                pool=options.pool,
+                op_tags=options.op_tags,
+                resource_defs={self.runtime_key: self.runtime},
+                hooks={lineage_runs.step_succeeded, lineage_runs.step_failed},
+            )
+            def _dataflow(context):  # annotations are strings here, which Dagster's check rejects
+                yield from runner.run(context)
 
         return _dataflow
 

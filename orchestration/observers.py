@@ -1,46 +1,55 @@
-"""The step observer protocol: how lineage, metrics and the terminal bar follow a step."""
+"""The step observer protocol: the public way to follow a Hamilton step as it runs.
+
+Lineage (`lineage.observer`), Prometheus metrics (`monitoring.metrics`) and the terminal bar
+(`monitoring.terminal`) are its built-in implementations; `hamilton_assets(observers=[...])` adds
+yours. Hooks are given a `StepInfo` and plain values (asset names, errors, `Materialized`), never
+Dagster's types, so an observer can also follow a step run without Dagster.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import dagster as dg
-
 if TYPE_CHECKING:
+    import dagster as dg
+
     from orchestration.column_lineage import ColumnSource
-    from orchestration.execution.plan import ExecutionPlan
-    from orchestration.execution.runner import StepRunner
+    from orchestration.dataflow import Dataflow
+    from orchestration.runtime import HamiltonRuntime
     from orchestration.storage.store import StoredValue
+    from orchestration.translator import HamiltonTranslator
+
+logger = logging.getLogger(__name__)
 
 
-class StepObserver:
-    """Told how a step goes, as it goes (lineage, metrics, the terminal bar). Hooks must not block;
-    an observer's error is logged and never breaks the run.
+@dataclass(frozen=True)
+class StepInfo:
+    """What an observer knows about the step it follows.
 
-    Threads: every hook runs in the step's own thread (the one Dagster runs the op in), in the
-    order things happened, never in Hamilton's threads: `asset_started` comes just after Hamilton
-    starts the asset's first node.
+    `assets` are the dataflow's asset nodes this step computes, by node name, in the order they
+    run; `keys` gives each asset's key as people read it (`sales/daily_totals`). In a run over a
+    partition range, hooks about one partition's work get a copy whose `partition` is that one.
     """
 
-    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None: ...
+    run_id: str
+    name: str  # the multi-asset: the dataflow's name, or `<dataflow>__<group>` when split by group
+    dataflow: Dataflow
+    assets: tuple[str, ...]
+    keys: Mapping[str, str]
+    translator: HamiltonTranslator
+    runtime: HamiltonRuntime
+    partitions: tuple[str, ...] = ()  # none, one, or a range (a single-run backfill)
+    partition: str | None = None  # the partition being computed now
+    will_retry: bool = False  # a failure now is retried by Dagster (its RetryPolicy has attempts left)
+    log: logging.Logger = logging.getLogger("orchestration.step")  # Dagster's run log in Dagster
+    context: Any = None  # Dagster's `AssetExecutionContext`; None where Dagster does not run the step
 
-    def asset_started(self, context, asset: str) -> None: ...
-
-    def asset_running(self, context, asset: str, running_s: float) -> None:
-        """The asset's node has run past `ProgressSettings.live_after_s`; again on each heartbeat."""
-
-    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None: ...
-
-    def asset_failed(self, context, asset: str, error: BaseException) -> None: ...
-
-    def before_report(self, context) -> None:
-        """What was stored since the last call is about to be reported to Dagster: make durable
-        now whatever must be before Dagster records it (lineage spools its events here, for all
-        of them in one commit)."""
-
-    def step_finished(self, context, success: bool) -> None: ...
+    @property
+    def in_partition_range(self) -> bool:
+        return len(self.partitions) > 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,72 @@ class Materialized:
     value: Any
     stored: StoredValue
     duration_s: float
-    lineage: Mapping[str, list[ColumnSource]]
+    lineage: Mapping[str, list[ColumnSource]]  # output column -> the columns it was derived from
     check_results: Sequence[dg.AssetCheckResult]
     upstream_paths: Mapping[str, str]  # upstream asset (or input) -> its stored file
+
+
+class StepObserver:
+    """Told how a step goes, as it goes. Override the hooks you need; each does nothing by default.
+
+    Threads: every hook runs on the step's own thread (the one Dagster runs the op in), one at a
+    time, in the order things happened; never on Hamilton's threads, even with
+    `max_parallel_nodes`. An observer therefore needs no locks for its own state. Hooks must
+    return quickly, as the step waits for them: send anything slow to a thread of your own.
+
+    One instance follows every step of the multi-asset(s) it was given to, so keep per-step state
+    by `step.run_id` (and `step.name` when several groups share the observer).
+
+    Failures: an exception raised by a hook never breaks the run. It is logged once per step, as a
+    warning in the run log naming the observer and the hook; later failures of the same hook in
+    that step go to Python logging only.
+    """
+
+    def step_started(self, step: StepInfo) -> None:
+        """The step is about to load what it reads and start Hamilton."""
+
+    def asset_started(self, step: StepInfo, asset: str) -> None:
+        """Hamilton started the asset's first node (reported just after, from the step's thread)."""
+
+    def asset_running(self, step: StepInfo, asset: str, running_s: float) -> None:
+        """The asset's node has run past `ProgressSettings.live_after_s`; again on each heartbeat."""
+
+    def asset_materialized(self, step: StepInfo, asset: str, materialized: Materialized) -> None:
+        """The asset's value is stored; Dagster has not recorded it yet (see `before_report`)."""
+
+    def asset_failed(self, step: StepInfo, asset: str, error: BaseException) -> None:
+        """The asset's node raised `error`; the step fails (and may be retried: `step.will_retry`)."""
+
+    def before_report(self, step: StepInfo) -> None:
+        """What was stored since the last call is about to be reported to Dagster: make durable
+        now whatever must be before Dagster records it (lineage spools its events here, for all
+        of them in one commit)."""
+
+    def step_finished(self, step: StepInfo, success: bool) -> None:
+        """The step ended; after this hook, no other is called for it."""
+
+
+class ObserverGroup:
+    """Calls one hook on each of a step's observers in turn, so that one failing observer neither
+    breaks the step nor keeps the others from being told."""
+
+    def __init__(self, observers: Sequence[StepObserver], log: logging.Logger):
+        self.observers = observers
+        self._log = log
+        self._failed: set[str] = set()  # `Observer.hook` already reported in the run log
+
+    def notify(self, hook: Callable[..., None], step: StepInfo, *args: Any) -> None:
+        """`hook` is the `StepObserver` method, e.g. `StepObserver.asset_started`."""
+        for observer in self.observers:
+            try:
+                getattr(observer, hook.__name__)(step, *args)
+            except Exception as error:
+                name = f"{type(observer).__name__}.{hook.__name__}"
+                logger.warning("Observer %s failed", name, exc_info=True)
+                if name not in self._failed:
+                    self._failed.add(name)
+                    self._log.warning(
+                        f"Observer {name} failed: {type(error).__name__}: {error}. The step goes on "
+                        "without it; further failures of this hook in this step are logged by Python "
+                        "logging only."
+                    )

@@ -27,7 +27,8 @@ import pandas as pd
 
 from orchestration.dataflow import Dataflow, InputNode
 from orchestration.execution.hamilton_stream import NodeResult, ResultStream
-from orchestration.monitoring.terminal import AssetBar, bar_wanted
+from orchestration.monitoring.terminal import AssetBar
+from orchestration.runtime import HamiltonRuntime
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -178,7 +179,7 @@ def _execute(
     inputs: dict[str, Any],
     assets: list[str],
 ) -> dict[str, Any]:
-    bar = AssetBar(len(assets), dataflow.name) if bar_wanted(sys.stderr.isatty()) else None
+    bar = AssetBar(len(assets), dataflow.name) if HamiltonRuntime().bar_wanted(sys.stderr.isatty()) else None
     wanted = set(assets)
 
     def finished(result: NodeResult) -> None:

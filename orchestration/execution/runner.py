@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import multiprocessing
 import os
 import threading
@@ -25,13 +24,12 @@ from orchestration.execution.dagster_patches import install_step_patches
 from orchestration.execution.hamilton_stream import NodeResult, ResultStream
 from orchestration.execution.plan import plan_selection
 from orchestration.execution.step import Step
-from orchestration.monitoring.callbacks import ProgressCallback
-from orchestration.monitoring.progress import ProgressSettings
 from orchestration.observers import StepObserver
-from orchestration.paths import assets_dir
+from orchestration.options import StepOptions
+from orchestration.runtime import HamiltonRuntime
+from orchestration.storage.formats import DEFAULT_FORMATS
 from orchestration.storage.store import ValueStore
-
-logger = logging.getLogger(__name__)
+from orchestration.translator import HamiltonTranslator
 
 
 class StepRunner:
@@ -44,54 +42,47 @@ class StepRunner:
         keys: Mapping[str, dg.AssetKey],
         upstream_inputs: Mapping[str, dg.AssetKey],
         fixed_inputs: Mapping[str, Any],
-        store: ValueStore | None,
-        progress_callbacks: Sequence[ProgressCallback],
-        translator=None,
-        partition_input: str | None = None,
-        progress_settings: ProgressSettings | None = None,
+        translator: HamiltonTranslator,
+        options: StepOptions,
+        runtime_key: str,
+        observers: Sequence[StepObserver],
     ):
         self.dataflow = dataflow
-        self.partition_input = partition_input
-        self.translator = translator
         self.stream = stream
         self.keys = keys
         self.nodes_by_key = {key: name for name, key in keys.items()}
         self.upstream_inputs = upstream_inputs
         self.fixed_inputs = fixed_inputs
-        self.store = store
-        self.progress_callbacks = progress_callbacks
-        self.progress_settings = progress_settings
-        self.observers: list[StepObserver] = []
+        self.translator = translator
+        self.options = options
+        self.partition_input = options.partition_input
+        self.runtime_key = runtime_key
+        self.observers = tuple(observers)
 
     @functools.cached_property
     def key_strings(self) -> dict[str, str]:
         """Each asset's key as people read it (built at the first step, not at definitions load)."""
         return {name: key.to_user_string() for name, key in self.keys.items()}
 
-    def store_for_run(self) -> ValueStore:
-        """The store given at definition time, else `$PIPELINE_DATA_DIR/assets` as of this run."""
-        return self.store or ValueStore(assets_dir())
-
-    def notify(self, method: str, *args) -> None:
-        for observer in self.observers:
-            try:
-                getattr(observer, method)(*args)
-            except Exception:  # an observer must never break a run
-                logger.warning("%s.%s failed", type(observer).__name__, method, exc_info=True)
+    def store_for_run(self, runtime: HamiltonRuntime) -> ValueStore:
+        """`store_root` if given at definition time, else the runtime's store as of this run."""
+        formats = (*self.options.formats, *DEFAULT_FORMATS)
+        return ValueStore(self.options.store_root or runtime.store_location(), formats)
 
     def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         _exit_with_run_worker()
         install_step_patches()
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
-        step = Step(self, context, plan_selection(self.dataflow, selected))
-        self.notify("step_started", context, self, step.plan)
+        runtime: HamiltonRuntime = getattr(context.resources, self.runtime_key)
+        step = Step(self, context, plan_selection(self.dataflow, selected), runtime)
+        step.notify(StepObserver.step_started)
         success = False
         try:
             yield from step.execute()
             success = True
         finally:
             step.close()
-            self.notify("step_finished", context, success)
+            step.notify(StepObserver.step_finished, success)
 
     def check_result(self, check, result) -> dg.AssetCheckResult:
         diagnostics = getattr(result, "diagnostics", None) or {}

@@ -3,10 +3,11 @@ asset as soon as its node finishes, while it tells people and observers how far 
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,17 +19,14 @@ from orchestration.execution import retries
 from orchestration.execution.hamilton_stream import NodeResult
 from orchestration.monitoring.callbacks import CallbackThread
 from orchestration.monitoring.live_nodes import NodeWatch
-from orchestration.monitoring.progress import (
-    ProgressSettings,
-    StepProgress,
-    usual_durations,
-)
-from orchestration.observers import Materialized
+from orchestration.monitoring.progress import StepProgress, usual_durations
+from orchestration.observers import Materialized, ObserverGroup, StepInfo, StepObserver
 from orchestration.storage.metadata import materialization_metadata, row_count
 
 if TYPE_CHECKING:
     from orchestration.execution.plan import ExecutionPlan
     from orchestration.execution.runner import StepRunner
+    from orchestration.runtime import HamiltonRuntime
 
 _DONE = object()
 REPORT_BATCH_MAX = 100  # results stored before the step reports them (only those already waiting)
@@ -43,37 +41,37 @@ class _Started:
     at: float
 
 
-class PartitionContext:
-    """What observers see of one partition's work in a run over a partition range."""
-
-    has_partition_key = True
-    in_partition_range = True
-
-    def __init__(self, context, partition_key: str):
-        self._context = context
-        self.partition_key = partition_key
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-
 class Step:
     """The state of one step: what was loaded or stored where, which columns values have, and
     where the step is (progress, running nodes, callbacks being delivered)."""
 
-    def __init__(self, runner: StepRunner, context, plan: ExecutionPlan):
+    def __init__(self, runner: StepRunner, context, plan: ExecutionPlan, runtime: HamiltonRuntime):
         self.runner = runner
         self.context = context
         self.plan = plan
-        self.store = runner.store_for_run()
+        self.store = runner.store_for_run(runtime)
         self.partitions = _partitions(context)
         self.partition = self.partitions[0]
-        self.observed = context  # the context observers are given (per partition in a range run)
+        self.info = StepInfo(  # what observers are given (a copy per partition in a range run)
+            run_id=context.run.run_id,
+            name=context.op_execution_context.op_def.name,
+            dataflow=runner.dataflow,
+            assets=plan.assets,
+            keys=runner.key_strings,
+            translator=runner.translator,
+            runtime=runtime,
+            partitions=tuple(p for p in self.partitions if p is not None),
+            partition=self.partition,
+            will_retry=retries.will_retry(context),
+            log=context.log,
+            context=context,
+        )
+        self.observers = ObserverGroup(runner.observers, context.log)
         self.paths: dict[str, str] = {}  # asset or upstream input -> stored file
         self.columns: dict[str, list[str] | None] = {}
         self.pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
         self.wrote = False
-        self.settings = runner.progress_settings or ProgressSettings.from_env()
+        self.settings = runner.options.progress_settings or runtime.progress_settings()
         units = [self._label(name, p) for p in self.partitions for name in plan.assets]
         usual = usual_durations(context, [runner.keys[name] for name in plan.assets])
         self.progress = StepProgress(
@@ -86,7 +84,7 @@ class Step:
             },
         )
         self.watch = NodeWatch(self.settings)
-        self.callbacks = CallbackThread(runner.progress_callbacks, f"progress-{runner.dataflow.name}")
+        self.callbacks = CallbackThread(runner.options.progress_callbacks, f"progress-{runner.dataflow.name}")
         self._last_line = (time.monotonic(), 0)  # when the last progress line was logged, at what count
         self._announce()
 
@@ -108,6 +106,9 @@ class Step:
             "are named here while they run."
         )
 
+    def notify(self, hook: Callable[..., None], *args: Any) -> None:
+        self.observers.notify(hook, self.info, *args)
+
     def close(self) -> None:
         """Ends the step's side work: callbacks delivered (bounded), the store's values durable."""
         self.callbacks.close(self.settings.callback_wait_s)
@@ -127,7 +128,7 @@ class Step:
         checks: dict[str, dict[str, list[dg.AssetCheckResult]]] = {}
         for partition in self.partitions:
             self.partition = partition
-            self.observed = PartitionContext(self.context, partition)
+            self.info = dataclasses.replace(self.info, partition=partition)
             self.paths.clear()
             self.columns.clear()
             self.pending_checks.clear()
@@ -240,7 +241,7 @@ class Step:
                             reports.append(self._materialize(item))
                 except dg.Failure as failure:  # a value that cannot be stored: report the others first
                     stop = failure
-                runner.notify("before_report", self.observed)
+                self.notify(StepObserver.before_report)
                 yield from reports
                 if stop is not None:
                     raise stop
@@ -279,7 +280,7 @@ class Step:
         self.watch.started(label, item.asset, item.at)
         if self.callbacks.callbacks:
             self.callbacks.send(label, self.progress.percent, self.progress.starting(label))
-        self.runner.notify("asset_started", self.observed, item.asset)
+        self.notify(StepObserver.asset_started, item.asset)
 
     def _show_running(self) -> None:
         """Names each node past the threshold, then again on each heartbeat."""
@@ -288,7 +289,7 @@ class Step:
             line = self.progress.running(node.unit, running_s)
             self.context.log.info(line)
             self.callbacks.send(node.unit, self.progress.percent, line)
-            self.runner.notify("asset_running", self.observed, node.asset, running_s)
+            self.notify(StepObserver.asset_running, node.asset, running_s)
 
     def _heartbeat(self) -> None:
         """While quick nodes finish, one progress line per heartbeat interval: a long run of quick
@@ -310,7 +311,7 @@ class Step:
         if retries.will_retry(self.context):
             self.context.log.warning(message)
         self.callbacks.send(label, self.progress.percent, message)
-        self.runner.notify("asset_failed", self.observed, asset, item.error)
+        self.notify(StepObserver.asset_failed, asset, item.error)
 
     def _report_callback_warnings(self) -> None:
         for warning in self.callbacks.warnings():
@@ -346,9 +347,8 @@ class Step:
         checks = self.pending_checks.pop(name, [])
         asset = runner.dataflow.assets[name]
         upstream = {n: self.paths[n] for n in (*asset.upstream, *asset.inputs) if n in self.paths}
-        runner.notify(
-            "asset_materialized",
-            self.observed,
+        self.notify(
+            StepObserver.asset_materialized,
             name,
             Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
         )

@@ -11,20 +11,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
 
-from orchestration.execution import retries
 from orchestration.lineage import client, events
 from orchestration.lineage.delivery import LineageDelivery
 from orchestration.lineage.runs import dagster_run, start_run
-from orchestration.observers import Materialized, StepObserver
-
-if TYPE_CHECKING:
-    from orchestration.execution.plan import ExecutionPlan
-    from orchestration.execution.runner import StepRunner
+from orchestration.observers import Materialized, StepInfo, StepObserver
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +26,6 @@ class _ObservedRun:
     """What the observer keeps for a Dagster run while its step runs."""
 
     run: events.DagsterRun
-    runner: StepRunner
     parts: events.SerializedParts
     target: LineageDelivery  # resolved once a step: `client.delivery()` reads the whole environment
     pending: list = dataclasses.field(default_factory=list)  # asset events spooled at `before_report`
@@ -46,35 +39,35 @@ class OpenLineageObserver(StepObserver):
         self._jobs: dict[str, events.AssetJob] = {}
         self._started: dict[tuple[str, str], datetime] = {}  # (run, asset job) -> when its node started
 
-    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
-        if not client.enabled():
+    def step_started(self, step: StepInfo) -> None:
+        context = step.context
+        if context is None or not client.enabled():  # run events need Dagster's run record
             return
         window = context.partition_time_window if _has_time_window(context) else None
-        run = dagster_run(context.instance, context.run.run_id, window)
-        self._runs[run.run_id] = _ObservedRun(run, runner, events.SerializedParts(run), client.delivery())
+        run = dagster_run(context.instance, step.run_id, window)
+        self._runs[run.run_id] = _ObservedRun(run, events.SerializedParts(run), client.delivery())
         start_run(run)
 
-    def asset_started(self, context, asset: str) -> None:
-        if (observed := self._runs.get(context.run.run_id)) is not None:
-            job = self._job(context, observed.runner, asset)
+    def asset_started(self, step: StepInfo, asset: str) -> None:
+        if (observed := self._runs.get(step.run_id)) is not None:
+            job = self._job(step, asset)
             self._started[(observed.run.run_id, job.run_key)] = datetime.now(UTC)
 
-    def asset_running(self, context, asset: str, running_s: float) -> None:
+    def asset_running(self, step: StepInfo, asset: str, running_s: float) -> None:
         """A long node's START is spooled while it runs (once), so a cancel or crash can end it."""
-        if (observed := self._runs.get(context.run.run_id)) is not None:
-            run_id, job = observed.run.run_id, self._job(context, observed.runner, asset)
+        if (observed := self._runs.get(step.run_id)) is not None:
+            run_id, job = observed.run.run_id, self._job(step, asset)
             start = events.asset_event(
                 ol.RunState.START, observed.parts, job, at=self._started.get((run_id, job.run_key))
             )
             client.emit_all([(start, client.once(run_id, "asset-START", job.run_key), job)], observed.target)
 
-    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
-        if (observed := self._runs.get(context.run.run_id)) is None:
+    def asset_materialized(self, step: StepInfo, asset: str, materialized: Materialized) -> None:
+        if (observed := self._runs.get(step.run_id)) is None:
             return
-        runner = observed.runner
         upstream = materialized.upstream_paths
         inputs = [events.input_file(path) for path in upstream.values()]
-        if not runner.dataflow.assets[asset].upstream:
+        if not step.dataflow.assets[asset].upstream:
             inputs += [events.input_file(path) for path in _source_files(materialized.value)]
         output = events.output_file(
             materialized.stored.path,
@@ -85,24 +78,24 @@ class OpenLineageObserver(StepObserver):
             assertions=[_assertion(check) for check in materialized.check_results],
             column=asset,
         )
-        self._end(observed, self._job(context, runner, asset), ol.RunState.COMPLETE, inputs, [output])
+        self._end(observed, self._job(step, asset), ol.RunState.COMPLETE, inputs, [output])
 
-    def asset_failed(self, context, asset: str, error: BaseException) -> None:
-        if (observed := self._runs.get(context.run.run_id)) is None or retries.will_retry(context):
+    def asset_failed(self, step: StepInfo, asset: str, error: BaseException) -> None:
+        if (observed := self._runs.get(step.run_id)) is None or step.will_retry:
             return
-        self._end(observed, self._job(context, observed.runner, asset), ol.RunState.FAIL, error=error)
+        self._end(observed, self._job(step, asset), ol.RunState.FAIL, error=error)
 
-    def before_report(self, context) -> None:
+    def before_report(self, step: StepInfo) -> None:
         """The asset events of everything about to be reported, durable in one commit."""
-        if (observed := self._runs.get(context.run.run_id)) is not None and observed.pending:
+        if (observed := self._runs.get(step.run_id)) is not None and observed.pending:
             client.emit_all(observed.pending, observed.target)
             observed.pending.clear()
 
-    def step_finished(self, context, success: bool) -> None:
-        self.before_report(context)  # a failed asset's FAIL, when nothing was reported after it
-        if self._runs.pop(context.run.run_id, None) is not None:
+    def step_finished(self, step: StepInfo, success: bool) -> None:
+        self.before_report(step)  # a failed asset's FAIL, when nothing was reported after it
+        if self._runs.pop(step.run_id, None) is not None:
             # No wait for delivery here: the step hook that ends the run drains once for all steps.
-            self._started = {k: v for k, v in self._started.items() if k[0] != context.run.run_id}
+            self._started = {k: v for k, v in self._started.items() if k[0] != step.run_id}
 
     def _end(
         self,
@@ -126,27 +119,27 @@ class OpenLineageObserver(StepObserver):
             ]
         )
 
-    def _job(self, context, runner: StepRunner, asset: str) -> events.AssetJob:
+    def _job(self, step: StepInfo, asset: str) -> events.AssetJob:
         if asset not in self._jobs:  # one observer per dataflow, so the asset name is unique
-            self._jobs[asset] = self._describe(runner, asset)
-        if getattr(context, "in_partition_range", False):
-            return dataclasses.replace(self._jobs[asset], partition=context.partition_key)
+            self._jobs[asset] = self._describe(step, asset)
+        if step.in_partition_range:
+            return dataclasses.replace(self._jobs[asset], partition=step.partition)
         return self._jobs[asset]
 
     @staticmethod
-    def _describe(runner: StepRunner, asset: str) -> events.AssetJob:
-        key = runner.keys[asset]
-        node = runner.dataflow.assets[asset].node
+    def _describe(step: StepInfo, asset: str) -> events.AssetJob:
+        key = step.keys[asset].replace("/", ".")
+        node = step.dataflow.assets[asset].node
         fn = node.originating_functions[0] if node.originating_functions else None
         code = getattr(fn, "__code__", None)
         return events.AssetJob(
-            name=f"{runner.dataflow.name}.{'.'.join(key.path)}",
-            asset_key=key.to_user_string().replace("/", "."),
+            name=f"{step.dataflow.name}.{key}",
+            asset_key=key,
             source_file=code.co_filename if code else None,
             source_line=code.co_firstlineno if code else None,
             description=(node.documentation or "").strip() or None,
-            owners=tuple(runner.translator.get_owners(node)),
-            tags=runner.translator.get_tags(node),
+            owners=tuple(step.translator.get_owners(node)),
+            tags=step.translator.get_tags(node),
         )
 
 

@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 from urllib.request import Request, urlopen
 
@@ -54,12 +52,8 @@ from prometheus_client.exposition import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from orchestration.observers import Materialized, StepObserver
+from orchestration.observers import Materialized, StepInfo, StepObserver
 from orchestration.storage.metadata import row_count
-
-if TYPE_CHECKING:
-    from orchestration.execution.plan import ExecutionPlan
-    from orchestration.execution.runner import StepRunner
 
 PUSHGATEWAY_URL = "PROMETHEUS_PUSHGATEWAY_URL"
 STEP_DURATION = "hamilton_step_duration_seconds"
@@ -291,54 +285,46 @@ class PrometheusObserver(StepObserver):
     """Pushes each step's metrics to the Pushgateway named by `PROMETHEUS_PUSHGATEWAY_URL`."""
 
     def __init__(self):
-        self._steps: dict[str, tuple[_StepMetrics, StepRunner]] = {}
+        self._steps: dict[str, _StepMetrics] = {}
 
-    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
-        url = os.environ.get(PUSHGATEWAY_URL, "").strip()
-        if not url:
+    def step_started(self, step: StepInfo) -> None:
+        url = step.runtime.metrics_url()
+        if url is None:
             return
-        partitions = len(context.partition_keys) if context.has_partition_key_range else 1
-        metrics = _StepMetrics(
+        self._steps[step.run_id] = _StepMetrics(
             Pushgateway(url),
-            context.op_execution_context.op_def.name,  # the dataflow, or `<dataflow>__<group>` when split
-            context.run.run_id,
-            [runner.keys[name].to_user_string() for name in plan.assets],
-            len(plan.assets) * partitions,
+            step.name,  # the dataflow, or `<dataflow>__<group>` when split
+            step.run_id,
+            [step.keys[name] for name in step.assets],
+            len(step.assets) * max(len(step.partitions), 1),
         )
-        self._steps[context.run.run_id] = (metrics, runner)
 
-    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
-        if (step := self._steps.get(context.run.run_id)) is not None:
-            metrics, runner = step
-            metrics.materialized(
-                runner.keys[asset].to_user_string(), materialized.duration_s, row_count(materialized.value)
-            )
-            _report(context, metrics)
+    def asset_materialized(self, step: StepInfo, asset: str, materialized: Materialized) -> None:
+        if (metrics := self._steps.get(step.run_id)) is not None:
+            metrics.materialized(step.keys[asset], materialized.duration_s, row_count(materialized.value))
+            _report(step, metrics)
 
-    def asset_running(self, context, asset: str, running_s: float) -> None:
-        if (step := self._steps.get(context.run.run_id)) is not None:
-            metrics, runner = step
-            metrics.running(runner.keys[asset].to_user_string(), time.time() - running_s)
+    def asset_running(self, step: StepInfo, asset: str, running_s: float) -> None:
+        if (metrics := self._steps.get(step.run_id)) is not None:
+            metrics.running(step.keys[asset], time.time() - running_s)
 
-    def asset_failed(self, context, asset: str, error: BaseException) -> None:
-        if (step := self._steps.get(context.run.run_id)) is not None:
-            metrics, runner = step
-            metrics.failed(runner.keys[asset].to_user_string())
-            _report(context, metrics)
+    def asset_failed(self, step: StepInfo, asset: str, error: BaseException) -> None:
+        if (metrics := self._steps.get(step.run_id)) is not None:
+            metrics.failed(step.keys[asset])
+            _report(step, metrics)
 
-    def step_finished(self, context, success: bool) -> None:
-        if (step := self._steps.pop(context.run.run_id, None)) is not None:
-            metrics = step[0]
+    def step_finished(self, step: StepInfo, success: bool) -> None:
+        if (metrics := self._steps.pop(step.run_id, None)) is not None:
             if metrics.error is None:
                 metrics.finish(STEP_END_WAIT_S)
-            _report(context, metrics)
+            _report(step, metrics)
 
 
-def _report(context, metrics: _StepMetrics) -> None:
+def _report(step: StepInfo, metrics: _StepMetrics) -> None:
     """One warning per step in the run log, from the step's thread, when pushing failed."""
     if metrics.error is not None and not metrics.reported:
         metrics.reported = True
-        context.log.warning(
+        step.log.warning(
             f"Prometheus metrics of pipeline '{metrics.pipeline}' (progress, durations, records, "
             f"errors) were not delivered to the Pushgateway at {metrics.gateway.url} "
             f"({PUSHGATEWAY_URL}): {metrics.error}. The run is not affected; this step pushes no "

@@ -15,24 +15,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import tqdm
 
-from orchestration.observers import Materialized, StepObserver
+from orchestration.observers import Materialized, StepInfo, StepObserver
 
-if TYPE_CHECKING:
-    from orchestration.execution.plan import ExecutionPlan
-    from orchestration.execution.runner import StepRunner
-
-SETTING = "PIPELINE_PROGRESS_BAR"
 REDRAW_S = 1.0
-
-
-def bar_wanted(interactive: bool) -> bool:
-    """`PIPELINE_PROGRESS_BAR` decides when set (`1` on, `0` off); otherwise `interactive` does."""
-    setting = os.environ.get(SETTING, "").strip()
-    return setting != "0" if setting else interactive
 
 
 class AssetBar:
@@ -94,25 +83,25 @@ class TerminalProgress(StepObserver):
     def __init__(self):
         self._bars: dict[str, AssetBar] = {}
 
-    def step_started(self, context, runner: StepRunner, plan: ExecutionPlan) -> None:
+    def step_started(self, step: StepInfo) -> None:
         started_in_terminal = os.isatty(0) and not os.environ.get("DAGSTER_IS_DEV_CLI")
-        if not bar_wanted(started_in_terminal):
+        if not step.runtime.bar_wanted(started_in_terminal):
             return
-        partitions = len(context.partition_keys) if context.has_partition_key_range else 1
-        self._bars[context.run.run_id] = AssetBar(len(plan.assets) * partitions, runner.dataflow.name)
+        total = len(step.assets) * max(len(step.partitions), 1)
+        self._bars[step.run_id] = AssetBar(total, step.dataflow.name)
 
-    def asset_started(self, context, asset: str) -> None:
-        if (bar := self._bars.get(context.run.run_id)) is not None:
+    def asset_started(self, step: StepInfo, asset: str) -> None:
+        if (bar := self._bars.get(step.run_id)) is not None:
             bar.running(asset)
 
-    def asset_materialized(self, context, asset: str, materialized: Materialized) -> None:
-        if (bar := self._bars.get(context.run.run_id)) is not None:
+    def asset_materialized(self, step: StepInfo, asset: str, materialized: Materialized) -> None:
+        if (bar := self._bars.get(step.run_id)) is not None:
             bar.ended(asset, done=True)
 
-    def asset_failed(self, context, asset: str, error: BaseException) -> None:
-        if (bar := self._bars.get(context.run.run_id)) is not None:
+    def asset_failed(self, step: StepInfo, asset: str, error: BaseException) -> None:
+        if (bar := self._bars.get(step.run_id)) is not None:
             bar.ended(asset, done=False)
 
-    def step_finished(self, context, success: bool) -> None:
-        if (bar := self._bars.pop(context.run.run_id, None)) is not None:
+    def step_finished(self, step: StepInfo, success: bool) -> None:
+        if (bar := self._bars.pop(step.run_id, None)) is not None:
             bar.close("done" if success else "failed")
