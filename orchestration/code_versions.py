@@ -95,7 +95,7 @@ def _parse(source: bytes) -> dict[str, str]:
         return versions
 
 
-def _has_docstring(node: ast.AST) -> bool:
+def _has_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     first = node.body[0] if node.body else None
     return (
         isinstance(first, ast.Expr)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from orchestration.dataflow import Dataflow, dependencies
+
+if TYPE_CHECKING:
+    from dagster import AssetKey, TableColumnLineage
 
 IDENTITY = "IDENTITY"  # a Series parameter placed into the frame under its own name
 TRANSFORMATION = "TRANSFORMATION"  # computed from exactly these columns (Hamilton column nodes)
@@ -93,7 +97,9 @@ def _as(source: ColumnSource, how: str) -> ColumnSource:
     return ColumnSource(source.asset, source.column, how)
 
 
-def as_dagster_metadata(lineage: Mapping[str, list[ColumnSource]], key_of: Callable[[str], object]):
+def as_dagster_metadata(
+    lineage: Mapping[str, list[ColumnSource]], key_of: Callable[[str], AssetKey]
+) -> TableColumnLineage:
     """Dagster's `dagster/column_lineage` value (the run log shows it; Dagster+ draws it)."""
     import dagster as dg
 

@@ -189,9 +189,11 @@ def on_code_change() -> dg.AutomationCondition:
     one edited function re-runs exactly itself and what is downstream of it (latest partition)."""
     condition = dg.AutomationCondition
     changed = condition.code_version_changed() | condition.any_deps_updated()
+    # Dagster annotates since_last_handled()'s self as asset-or-check only; asset-only conditions work too
+    changed_since_handled = changed.since_last_handled()  # type: ignore[misc]
     return (
         condition.in_latest_time_window()
-        & changed.since_last_handled()
+        & changed_since_handled
         & ~condition.any_deps_missing()
         & ~condition.any_deps_in_progress()
         & ~condition.in_progress()
@@ -205,7 +207,7 @@ def _source_location(fn: Callable) -> tuple[str | None, int | None]:
     return (code.co_filename, code.co_firstlineno) if code else (None, None)
 
 
-def _code_reference(source_file: str, line: int) -> dg.CodeReferencesMetadataValue:
+def _code_reference(source_file: str, line: int | None) -> dg.CodeReferencesMetadataValue:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # stable in the UI since 1.7
         return dg.CodeReferencesMetadataValue(

@@ -67,15 +67,12 @@ def install_step_patches() -> bool:
             )
             from dagster._core.execution.context.system import StepExecutionContext
 
-            StepExecutionContext.get_output_asset_keys = _computed_once_per_context(
-                StepExecutionContext.get_output_asset_keys
-            )
-            DataVersionCache.wipe_input_asset_version_info = _remembering_stored_events(
-                DataVersionCache.wipe_input_asset_version_info
-            )
-            DataVersionCache.maybe_fetch_and_get_input_asset_version_info = _fetching_in_batches(
-                DataVersionCache.maybe_fetch_and_get_input_asset_version_info
-            )
+            for cls, name, wrap in (
+                (StepExecutionContext, "get_output_asset_keys", _computed_once_per_context),
+                (DataVersionCache, "wipe_input_asset_version_info", _remembering_stored_events),
+                (DataVersionCache, "maybe_fetch_and_get_input_asset_version_info", _fetching_in_batches),
+            ):
+                setattr(cls, name, wrap(getattr(cls, name)))  # replaces the method on the class
             _installed = True
             logger.debug("Patched Dagster %s's step execution", dagster.__version__)
     return True

@@ -103,7 +103,7 @@ class StepRunner:
         return f"Hamilton node '{failed.node_name}'{where} failed: {type(error).__name__}: {error}"
 
     def failure(self, failed: NodeResult | None, error: BaseException) -> dg.Failure:
-        if failed is None:
+        if failed is None or failed.error is None:
             return dg.Failure(
                 description=f"Hamilton could not run dataflow '{self.dataflow.name}': "
                 f"{type(error).__name__}: {error}",

@@ -122,10 +122,10 @@ class Step:
         else:
             yield from self._execute_range()
 
-    def _execute_range(self) -> Iterator[dg.MaterializeResult]:
+    def _execute_range(self) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """A backfill in one run: each partition in turn, then one result per asset covering the
         range (per-partition metadata is attached with `add_asset_metadata`)."""
-        checks: dict[str, dict[str, list[dg.AssetCheckResult]]] = {}
+        checks: dict[dg.AssetKey | None, dict[str | None, list[dg.AssetCheckResult]]] = {}
         for partition in self.partitions:
             self.partition = partition
             self.info = dataclasses.replace(self.info, partition=partition)
@@ -134,6 +134,9 @@ class Step:
             self.pending_checks.clear()
             try:
                 for result in self._execute_partition():
+                    if isinstance(result, dg.AssetCheckResult):  # a failed node's checks; the step fails next
+                        yield result
+                        continue
                     for check in result.check_results or ():
                         checks.setdefault(result.asset_key, {}).setdefault(check.check_name, []).append(check)
             except dg.Failure as failure:
@@ -145,7 +148,9 @@ class Step:
                 ) from failure
         for name in self.plan.assets:
             key = self.runner.keys[name]
-            merged = [_merge_checks(results, self.partitions) for results in checks.get(key, {}).values()]
+            merged = [
+                _merge_checks(results, self.info.partitions) for results in checks.get(key, {}).values()
+            ]
             yield dg.MaterializeResult(asset_key=key, check_results=merged or None)
 
     def _execute_partition(self) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -247,7 +252,7 @@ class Step:
                     raise stop
                 if end is _DONE:
                     break
-                if end is not None:
+                if isinstance(end, BaseException):
                     raise runner.failure(failed, end)
         finally:
             cancelled.set()  # Hamilton stops before its next node

@@ -26,6 +26,7 @@ from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
 from openlineage.client.serde import Serde
 from openlineage.client.uuid import generate_static_uuid
+from upath import UPath
 
 from orchestration.column_lineage import ColumnSource
 
@@ -168,13 +169,13 @@ def asset_event(
 
 def _asset_run_facets(run: DagsterRun, error: BaseException | str | None) -> dict:
     run_facets = _run_facets(run, "Hamilton", error)
-    parent_job = {"namespace": namespace(), "name": run.job_name}
+    parent_namespace = namespace()
     run_facets["parent"] = facets.parent_run.ParentRunFacet(
         run=facets.parent_run.Run(runId=run.openlineage_run_id),
-        job=facets.parent_run.Job(**parent_job),
+        job=facets.parent_run.Job(namespace=parent_namespace, name=run.job_name),
         root=facets.parent_run.Root(
             run=facets.parent_run.RootRun(runId=run.openlineage_run_id),
-            job=facets.parent_run.RootJob(**parent_job),
+            job=facets.parent_run.RootJob(namespace=parent_namespace, name=run.job_name),
         ),
         producer=PRODUCER,
     )
@@ -197,7 +198,7 @@ def start_of(end_event: dict, at: datetime | None = None) -> dict:
     }
 
 
-def dataset_id(path: Path | str) -> tuple[str, str]:
+def dataset_id(path: Path | UPath | str) -> tuple[str, str]:
     """OpenLineage's naming: `file` + absolute path locally, `<scheme>://<bucket>` + key in an
     object store (a store at `PIPELINE_STORE_URL`)."""
     text = str(path)
@@ -215,7 +216,7 @@ def input_file(path: Path | str) -> dict:
 
 
 def output_file(
-    path: Path | str,
+    path: Path | UPath | str,
     value: object,
     size_bytes: int | None,
     lineage: Mapping[str, Sequence[ColumnSource]],
@@ -225,7 +226,7 @@ def output_file(
 ) -> dict:
     """The stored value as a serialized output dataset: schema, column lineage, row count and
     size, checks."""
-    dataset_facets: dict[str, facets.DatasetFacet] = {}
+    dataset_facets: dict[str, facets.DatasetFacet | facets.InputDatasetFacet] = {}
     fields = _schema_fields(value, column)
     if fields:
         dataset_facets["schema"] = facets.schema_dataset.SchemaDatasetFacet(fields=fields, producer=PRODUCER)
@@ -359,7 +360,7 @@ def _job_facets(job: AssetJob) -> dict:
     return job_facets
 
 
-def _facet_json(facet_class: type, **fields) -> dict:
+def _facet_json(facet_class: type[facets.BaseFacet], **fields) -> dict:
     """A facet as openlineage-python serializes it (its producer and its class's schema URL, then
     the fields), without building the object first: job facets are on lineage's hot path."""
     return {"_producer": PRODUCER, "_schemaURL": facet_class._get_schema(), **fields}

@@ -102,17 +102,20 @@ class RateLimited:
         min_interval_s: float = 60.0,
         min_percent: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        description: str | None = None,
     ):
+        """`description` names what the updates go to in warnings; default: the callback's own."""
         self.callback = callback
         self.min_interval_s = min_interval_s
         self.min_percent = min_percent
         self._clock = clock
         self._last: tuple[float, float] | None = None  # when, and at what percent, one last passed
         self._seen = -1.0  # the progress of the last update seen, passed or not
+        self._description = description
 
     @property
     def description(self) -> str:
-        return describe(self.callback)
+        return self._description or describe(self.callback)
 
     def __call__(self, step: str, progress: float, message: str) -> None:
         now = self._clock()
@@ -124,6 +127,7 @@ class RateLimited:
         self.callback(step, progress, message)
 
     def _due(self, now: float, progress: float) -> bool:
+        assert self._last is not None  # a step's first update is passed on without asking
         last_time, last_progress = self._last
         return now - last_time >= self.min_interval_s and progress - last_progress >= self.min_percent
 

@@ -42,6 +42,7 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    Metric,
 )
 from prometheus_client.exposition import (
     basic_auth_handler,
@@ -206,7 +207,7 @@ class _StepMetrics:
             else:
                 self.gateway.push(self.job, {"asset": group}, registry)
 
-    def _families(self, group: str | None) -> list:
+    def _families(self, group: str | None) -> list[Metric]:
         if group is _PIPELINE_GROUP:
             progress = GaugeMetricFamily(
                 PIPELINE_PROGRESS,
@@ -229,7 +230,7 @@ class _StepMetrics:
             STEP_ERRORS, "Failing Hamilton nodes of the asset.", labels=_ASSET_LABELS
         )
         errors.add_metric(labels, baseline.errors + self._errors[group])
-        families = [errors]
+        families: list[Metric] = [errors]
         durations = self._durations[group]
         if durations or group not in self._baseline:
             histogram = HistogramMetricFamily(
@@ -256,7 +257,7 @@ class _StepMetrics:
 class _Families:
     """A collector of fixed metric families: one snapshot, pushed once."""
 
-    def __init__(self, families: list):
+    def __init__(self, families: list[Metric]):
         self._families = families
 
     def collect(self):

@@ -48,8 +48,8 @@ def slack_progress(
             hung = error.timed_out
             raise
 
-    post.description = f"Progress of {title} via {webhook.describe()}"
-    return RateLimited(post, min_interval_s, min_percent, clock)
+    description = f"Progress of {title} via {webhook.describe()}"
+    return RateLimited(post, min_interval_s, min_percent, clock, description)
 
 
 def progress_callbacks_from_env(title: str) -> list[ProgressCallback]:

@@ -82,7 +82,7 @@ def alert_sensors(
         run = context.dagster_run
         failures = context.get_step_failure_events()
         steps = ", ".join(e.step_key for e in failures if e.step_key) or "-"
-        errors = [e.event_specific_data.error for e in failures if e.event_specific_data.error]
+        errors = [e.step_failure_data.error for e in failures if e.step_failure_data.error]
         error = (
             errors[0].message.strip().splitlines()[0]
             if errors

@@ -172,6 +172,7 @@ class Bundle(ValueFormat):
         with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(path, "w") as archive:
             for key, item in value.items():
                 fmt = self._member_for(item)
+                assert fmt is not None  # write() follows handles(), which found a format for every item
                 entry = Path(scratch) / (key + fmt.suffix)
                 fmt.write(item, entry, key)
                 archive.write(entry, entry.name)

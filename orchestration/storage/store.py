@@ -70,9 +70,9 @@ class ValueStore:
         return self.root.joinpath(*key.path)
 
     def _inside(self, path: Path) -> bool:
-        """Whether a local path, links followed, stays in the store (a link loop does not)."""
+        """Whether a local path, links followed, stays in the local store (a link loop does not)."""
         try:
-            return path.resolve().is_relative_to(self.root)
+            return isinstance(self.root, Path) and path.resolve().is_relative_to(self.root)
         except (OSError, RuntimeError):  # RuntimeError: a symlink loop
             return False
 
@@ -94,14 +94,18 @@ class ValueStore:
         folder = self.folder(key)
         stem = self._stem(partition_key)
         target = folder / (stem + fmt.suffix)
-        if not self.remote and not self._inside(folder):
+        if isinstance(folder, Path) and not self._inside(folder):
             raise StorageError(
                 f"Could not store asset {key.to_user_string()}: {folder} leads outside the value store "
                 f"{self.root} (a link). Fix: replace the link with a folder; nothing was written."
             )
-        replace = _upload if self.remote else _replace
+        label = name or key.path[-1]
         try:
-            size = replace(fmt, value, target, name or key.path[-1])
+            size = (
+                _upload(fmt, value, target, label)
+                if isinstance(target, UPath)
+                else _replace(fmt, value, target, label)
+            )
         except OSError as error:
             raise StorageError(
                 f"Could not store asset {key.to_user_string()} at {target}: {error.strerror or error}. "
@@ -111,7 +115,7 @@ class ValueStore:
         for path in _listing(folder):  # a value stored earlier in another format is stale
             if path.name != target.name and self._format_of(path.name, stem) is not None:
                 path.unlink()
-            elif not self.remote and _abandoned(path, stem):
+            elif isinstance(path, Path) and _abandoned(path, stem):
                 _discard(path)
         return StoredValue(path=target, format=fmt.name, size_bytes=size)
 
@@ -121,7 +125,7 @@ class ValueStore:
         One `syncfs` of the store's file system: far cheaper than an fsync per value, and it also
         flushes the renames. Where `syncfs` is missing, `sync` flushes every file system.
         """
-        if self.remote or not self.root.is_dir():
+        if not isinstance(self.root, Path) or not self.root.is_dir():
             return
         fd = os.open(self.root, os.O_RDONLY)
         try:
@@ -137,7 +141,7 @@ class ValueStore:
         """The stored value and the file it came from."""
         for fmt, path in self._existing(key, partition_key):
             try:
-                return (_download_and_read(fmt, path) if self.remote else fmt.read(path)), path
+                return (_download_and_read(fmt, path) if isinstance(path, UPath) else fmt.read(path)), path
             except Exception as error:  # the reader's own error: ArrowInvalid, BadZipFile, ...
                 raise StorageError(
                     f"The stored value of asset {key.to_user_string()} at {path} cannot be read as "
@@ -163,7 +167,7 @@ class ValueStore:
             fmt = self._format_of(path.name, stem)
             if fmt is None:
                 continue
-            if not self.remote and (not self._inside(path) or not path.is_file()):
+            if isinstance(path, Path) and (not self._inside(path) or not path.is_file()):
                 raise StorageError(f"{path} points outside the value store {self.root}; refusing to read it.")
             found.append((fmt, path))
         return found

@@ -228,6 +228,27 @@ def test_fail_check_failure_fails_the_run_and_keeps_the_old_value(
     assert ValueStore(data_dir / "assets").read(dg.AssetKey("amount")).tolist() == [1.0]
 
 
+def test_a_fail_check_failing_in_a_range_run_fails_naming_the_partition(
+    make_module, data_dir, instance, monkeypatch
+):
+    flow = CHECKED_FLOW.replace("def ratio()", "def ratio(day: str)")
+    assets = hamilton_assets(
+        make_module(flow),
+        partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"),
+        partition_input="day",
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    monkeypatch.setenv("FACTOR", "1000")
+    tags = {
+        "dagster/asset_partition_range_start": "2026-01-02",
+        "dagster/asset_partition_range_end": "2026-01-03",
+    }
+    result = dg.materialize([assets], instance=instance, tags=tags, raise_on_error=False)
+    assert not result.success
+    assert "Partition 2026-01-02 of 2026-01-02...2026-01-03" in step_failure(result)
+    assert "Hamilton node 'amount'" in step_failure(result)
+
+
 def test_a_value_without_a_safe_format_fails_naming_the_node(make_module, data_dir, instance):
     flow = make_module("class Blob:\n    pass\n\ndef blob() -> Blob:\n    return Blob()\n")
     result = dg.materialize([hamilton_assets(flow)], instance=instance, raise_on_error=False)
