@@ -8,6 +8,7 @@ import multiprocessing.process
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 from pathlib import Path
@@ -16,6 +17,12 @@ import dagster as dg
 import pytest
 
 os.environ.setdefault("HAMILTON_TELEMETRY_ENABLED", "false")
+
+# Tests assert behaviour, not disk speed: on a slow disk, the fsyncs of every run (SQLite, the
+# store's syncfs) can double a test's time. Temporary directories (tmp_path, Dagster homes, data
+# directories) therefore live on tmpfs where there is one; PYTEST_TMP_ON_DISK=1 keeps them on disk.
+if os.access("/dev/shm", os.W_OK) and os.environ.get("PYTEST_TMP_ON_DISK") != "1":
+    tempfile.tempdir = "/dev/shm"
 
 _REFUSED_PROCESSES = pytest.StashKey[list[str]]()
 # Dagster's compute-log capture: a step on an on-disk instance (the `instance` fixture, as `dagster

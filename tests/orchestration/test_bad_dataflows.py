@@ -8,7 +8,7 @@ from orchestration import DataflowError, hamilton_assets
 from orchestration.dataflow import max_chain_depth
 from tests.conftest import step_failure
 
-LOWERED_RECURSION_LIMIT = 500
+LOWERED_RECURSION_LIMIT = 400
 
 
 def test_missing_dependency_names_the_node_and_the_input(make_module):
