@@ -9,7 +9,7 @@ group) build the assets; `HamiltonTranslator` decides how each node looks in Dag
 from orchestration.assets import hamilton_assets, hamilton_assets_by_group
 from orchestration.errors import DataflowError, MissingUpstreamError, StorageError
 from orchestration.monitoring.progress import ProgressSettings
-from orchestration.observers import Materialized, StepInfo, StepObserver
+from orchestration.observers import CheckOutcome, Materialized, StepInfo, StepObserver
 from orchestration.options import StepOptions
 from orchestration.runtime import HamiltonRuntime
 from orchestration.storage.formats import ValueFormat
@@ -17,6 +17,7 @@ from orchestration.storage.store import ValueStore
 from orchestration.translator import HamiltonTranslator
 
 __all__ = [
+    "CheckOutcome",
     "DataflowError",
     "HamiltonRuntime",
     "HamiltonTranslator",

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import dagster as dg
-
     from orchestration.column_lineage import ColumnSource
     from orchestration.dataflow import Dataflow
     from orchestration.runtime import HamiltonRuntime
@@ -53,6 +51,16 @@ class StepInfo:
 
 
 @dataclass(frozen=True)
+class CheckOutcome:
+    """One data-quality check of an asset value (a Hamilton `@check_output` validator)."""
+
+    name: str
+    passed: bool
+    blocking: bool  # `importance="fail"`: a failure stops the step
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class Materialized:
     """What an observer learns about a stored asset value."""
 
@@ -60,7 +68,7 @@ class Materialized:
     stored: StoredValue
     duration_s: float
     lineage: Mapping[str, list[ColumnSource]]  # output column -> the columns it was derived from
-    check_results: Sequence[dg.AssetCheckResult]
+    checks: Sequence[CheckOutcome]
     upstream_paths: Mapping[str, str]  # upstream asset (or input) -> its stored file
 
 

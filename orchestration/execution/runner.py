@@ -8,7 +8,6 @@ loaded from the value store and handed to Hamilton as overrides, so they are nev
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 import os
 import threading
@@ -83,17 +82,6 @@ class StepRunner:
         finally:
             step.close()
             step.notify(StepObserver.step_finished, success)
-
-    def check_result(self, check, result) -> dg.AssetCheckResult:
-        diagnostics = getattr(result, "diagnostics", None) or {}
-        return dg.AssetCheckResult(
-            asset_key=self.keys[check.asset],
-            check_name=check.check_name,
-            passed=bool(getattr(result, "passes", False)),
-            severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
-            description=getattr(result, "message", None),
-            metadata={"diagnostics": dg.MetadataValue.json(json.loads(json.dumps(diagnostics, default=str)))},
-        )
 
     def describe_failure(self, failed: NodeResult) -> str:
         """`Hamilton node 'x' (asset y) failed: ValueError: boom`."""

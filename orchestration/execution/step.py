@@ -7,7 +7,7 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ import dagster as dg
 from orchestration import column_lineage
 from orchestration.errors import MissingUpstreamError, StorageError
 from orchestration.execution import retries
+from orchestration.execution.checks import as_outcomes, check_result, merged_over_partitions
 from orchestration.execution.hamilton_stream import NodeResult
 from orchestration.monitoring.callbacks import CallbackThread
 from orchestration.monitoring.live_nodes import NodeWatch
@@ -149,7 +150,8 @@ class Step:
         for name in self.plan.assets:
             key = self.runner.keys[name]
             merged = [
-                _merge_checks(results, self.info.partitions) for results in checks.get(key, {}).values()
+                merged_over_partitions(results, self.info.partitions)
+                for results in checks.get(key, {}).values()
             ]
             yield dg.MaterializeResult(asset_key=key, check_results=merged or None)
 
@@ -240,7 +242,7 @@ class Step:
                             self.pending_checks.clear()
                         elif (check := dataflow.checks.get(item.node_name)) is not None:
                             self.pending_checks.setdefault(check.asset, []).append(
-                                runner.check_result(check, item.result)
+                                check_result(check, runner.keys[check.asset], item.result)
                             )
                         else:
                             reports.append(self._materialize(item))
@@ -355,7 +357,7 @@ class Step:
         self.notify(
             StepObserver.asset_materialized,
             name,
-            Materialized(item.result, stored, item.duration_s, lineage, checks, upstream),
+            Materialized(item.result, stored, item.duration_s, lineage, as_outcomes(checks), upstream),
         )
         return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks or None)
 
@@ -382,21 +384,3 @@ def _partitions(context) -> list[str | None]:
     if context.has_partition_key_range:
         return list(context.partition_keys)
     return [None]
-
-
-def _merge_checks(results: Sequence[dg.AssetCheckResult], partitions: Sequence[str]) -> dg.AssetCheckResult:
-    """One result per check and run: it passes only if every partition passed."""
-    failed = [p for p, result in zip(partitions, results) if not result.passed]
-    first = results[0]
-    return dg.AssetCheckResult(
-        asset_key=first.asset_key,
-        check_name=first.check_name,
-        passed=not failed,
-        severity=first.severity,
-        description=f"Failed for partitions {', '.join(failed)}" if failed else first.description,
-        metadata={
-            "partitions": dg.MetadataValue.json(
-                {p: {"passed": r.passed, "description": r.description} for p, r in zip(partitions, results)}
-            )
-        },
-    )

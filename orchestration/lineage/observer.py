@@ -18,7 +18,7 @@ from openlineage.client import facet_v2 as facets
 from orchestration.lineage import client, events
 from orchestration.lineage.delivery import LineageDelivery
 from orchestration.lineage.runs import dagster_run, start_run
-from orchestration.observers import Materialized, StepInfo, StepObserver
+from orchestration.observers import CheckOutcome, Materialized, StepInfo, StepObserver
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class OpenLineageObserver(StepObserver):
             materialized.stored.size_bytes,
             materialized.lineage,
             upstream,
-            assertions=[_assertion(check) for check in materialized.check_results],
+            assertions=[_assertion(check) for check in materialized.checks],
             column=asset,
         )
         self._end(observed, self._job(step, asset), ol.RunState.COMPLETE, inputs, [output])
@@ -157,10 +157,10 @@ def _source_files(value: object) -> list[str]:
     return [str(Path(p).resolve()) for p in attrs.get("source_files", [])]
 
 
-def _assertion(check) -> facets.data_quality_assertions_dataset.Assertion:
+def _assertion(check: CheckOutcome) -> facets.data_quality_assertions_dataset.Assertion:
     return facets.data_quality_assertions_dataset.Assertion(
-        assertion=check.check_name,
-        success=bool(check.passed),
-        severity=check.severity.value.lower() if check.severity else None,
+        assertion=check.name,
+        success=check.passed,
+        severity="error" if check.blocking else "warn",
         description=check.description,
     )

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from orchestration import (
+    CheckOutcome,
     DataflowError,
     HamiltonRuntime,
     Materialized,
@@ -204,6 +205,23 @@ def test_a_slow_node_is_reported_running_with_how_long(make_module, data_dir, in
     assert dg.materialize([assets], instance=instance).success
     assert time.monotonic() - started >= 0.6
     assert ("asset_running", "slow") in [(h, a) for h, a, *_ in recording.calls]
+
+
+def test_check_outcomes_reach_observers_without_dagsters_types(make_module, data_dir, instance):
+    recording = Recording()
+    flow = (
+        "import pandas as pd\nfrom hamilton.function_modifiers import check_output\n\n\n"
+        '@check_output(range=(0.0, 1.0), importance="warn")\n'
+        "def ratio() -> pd.Series:\n    return pd.Series([5.0])\n"
+    )
+    assert dg.materialize(
+        [hamilton_assets(make_module(flow), observers=[recording])], instance=instance
+    ).success
+    [outcome] = recording.materialized["ratio"].checks
+    assert outcome == CheckOutcome(
+        name="range_validator", passed=False, blocking=False, description=outcome.description
+    )
+    assert "outside" in (outcome.description or "")
 
 
 def test_an_observer_must_be_a_step_observer(make_module):
