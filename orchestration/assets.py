@@ -60,7 +60,8 @@ def hamilton_assets(
     the value store. `dg.materialize([assets])` needs no resources: the step's `HamiltonRuntime`
     comes with the assets.
     """
-    flow = _DataflowAssets(modules, config, translator, name, upstream_assets, options, step_options)
+    options = StepOptions.combine(options, step_options, "hamilton_assets")
+    flow = _DataflowAssets(modules, config, translator, name, upstream_assets, options)
     return flow.multi_asset(flow.dataflow.name, list(flow.dataflow.assets))
 
 
@@ -83,7 +84,8 @@ def hamilton_assets_by_group(
     same run. Each multi-asset is named `<dataflow>__<group>` and takes run config for only the
     inputs its own nodes read. Groups that depend on each other in a circle are refused.
     """
-    flow = _DataflowAssets(modules, config, translator, name, upstream_assets, options, step_options)
+    options = StepOptions.combine(options, step_options, "hamilton_assets_by_group")
+    flow = _DataflowAssets(modules, config, translator, name, upstream_assets, options)
     groups = assets_by_group(flow.dataflow, flow.group_of)
     return [
         flow.multi_asset(f"{flow.dataflow.name}__{group}", assets, needed_inputs=True)
@@ -101,10 +103,9 @@ class _DataflowAssets:
         translator: HamiltonTranslator | None,
         name: str | None,
         upstream_assets: Sequence[UpstreamAsset],
-        options: StepOptions | None,
-        step_options: Mapping[str, Any],
+        options: StepOptions,
     ):
-        self.options = options = StepOptions.combine(options, step_options)
+        self.options = options
         self.translator = translator = translator or HamiltonTranslator()
         self.stream = ResultStream()
         adapters: list[Any] = [self.stream]
@@ -178,7 +179,7 @@ class _DataflowAssets:
             options,
             self.runtime_key,
             # Built-ins first, each one per multi-asset; then the caller's, shared as given.
-            [OpenLineageObserver(), TerminalProgress(), PrometheusObserver(), *options.observers],
+            [OpenLineageObserver(), PrometheusObserver(), TerminalProgress(), *options.observers],
         )
 
         with warnings.catch_warnings():  # `resource_defs` of a multi-asset is beta in Dagster 1.13

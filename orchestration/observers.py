@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from orchestration.column_lineage import ColumnSource
     from orchestration.dataflow import Dataflow
-    from orchestration.runtime import HamiltonRuntime
+    from orchestration.runtime import RuntimeSettings
     from orchestration.storage.store import StoredValue
     from orchestration.translator import HamiltonTranslator
 
@@ -29,7 +29,9 @@ class StepInfo:
 
     `assets` are the dataflow's asset nodes this step computes, by node name, in the order they
     run; `keys` gives each asset's key as people read it (`sales/daily_totals`). In a run over a
-    partition range, hooks about one partition's work get a copy whose `partition` is that one.
+    partition range, hooks about one partition's work get a copy whose `partition` is that one
+    (`None` before the first partition starts). Everything but `translator` (which answers
+    owners and tags per node) and `context` (Dagster's, `None` outside a Dagster run) is plain data.
     """
 
     run_id: str
@@ -38,7 +40,7 @@ class StepInfo:
     assets: tuple[str, ...]
     keys: Mapping[str, str]
     translator: HamiltonTranslator
-    runtime: HamiltonRuntime
+    settings: RuntimeSettings
     partitions: tuple[str, ...] = ()  # none, one, or a range (a single-run backfill)
     partition: str | None = None  # the partition being computed now
     will_retry: bool = False  # a failure now is retried by Dagster (its RetryPolicy has attempts left)
@@ -47,6 +49,7 @@ class StepInfo:
 
     @property
     def in_partition_range(self) -> bool:
+        """A single-run backfill: the step computes several partitions, one after another."""
         return len(self.partitions) > 1
 
 
@@ -119,7 +122,7 @@ class ObserverGroup:
     def __init__(self, observers: Sequence[StepObserver], log: logging.Logger):
         self.observers = observers
         self._log = log
-        self._failed: set[str] = set()  # `Observer.hook` already reported in the run log
+        self._failed: set[tuple[int, str]] = set()  # (observer, hook) already reported
 
     def notify(self, hook: Callable[..., None], step: StepInfo, *args: Any) -> None:
         """`hook` is the `StepObserver` method, e.g. `StepObserver.asset_started`."""
@@ -128,9 +131,11 @@ class ObserverGroup:
                 getattr(observer, hook.__name__)(step, *args)
             except Exception as error:
                 name = f"{type(observer).__name__}.{hook.__name__}"
-                logger.warning("Observer %s failed", name, exc_info=True)
-                if name not in self._failed:
-                    self._failed.add(name)
+                if (id(observer), hook.__name__) in self._failed:
+                    logger.debug("Observer %s failed again: %r", name, error)
+                else:
+                    self._failed.add((id(observer), hook.__name__))
+                    logger.warning("Observer %s failed", name, exc_info=True)
                     self._log.warning(
                         f"Observer {name} failed: {type(error).__name__}: {error}. The step goes on "
                         "without it; further failures of this hook in this step are logged by Python "

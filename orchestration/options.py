@@ -48,10 +48,12 @@ class StepOptions:
         end, off the step's thread.
       - `progress_settings` fixes when a running node is named and how often; by default
         `runtime` decides, at run time.
-      - `observers` follow the step (see `StepObserver`); they run after the built-in ones
-        (lineage, metrics, the terminal bar), which each setting turns on or off.
+      - `observers` follow the step (see `StepObserver`); they run after the built-in ones:
+        lineage (off with `OPENLINEAGE_DISABLED=true`), the terminal bar (the runtime's
+        `progress_bar`) and metrics (on with the runtime's `pushgateway_url`).
       - `runtime`: the `HamiltonRuntime` resource the step reads when it runs; by default one
-        whose every field falls back to the environment.
+        whose every field falls back to the environment. Its fields, when set, win over
+        `store_root` and `progress_settings`.
     """
 
     store_root: str | None = None
@@ -71,6 +73,8 @@ class StepOptions:
     def __post_init__(self) -> None:
         for name in ("formats", "progress_callbacks", "observers"):  # a list given stays unshared
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.op_tags is not None:
+            object.__setattr__(self, "op_tags", dict(self.op_tags))
         if self.max_parallel_nodes is not None and self.max_parallel_nodes < 1:
             raise DataflowError(
                 f"max_parallel_nodes={self.max_parallel_nodes!r}: give a number of nodes of 1 or "
@@ -84,14 +88,16 @@ class StepOptions:
                 )
 
     @classmethod
-    def combine(cls, options: StepOptions | None, keywords: Mapping[str, Any]) -> StepOptions:
+    def combine(
+        cls, options: StepOptions | None, keywords: Mapping[str, Any], caller: str = "hamilton_assets"
+    ) -> StepOptions:
         """`options` (or the defaults) with `keywords` replacing its fields; an unknown keyword is
         refused with the list of the ones there are."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(keywords) - known)
         if unknown:
             raise TypeError(
-                f"hamilton_assets() got unexpected keyword argument(s) {', '.join(unknown)}. Step options "
+                f"{caller}() got unexpected keyword argument(s) {', '.join(unknown)}. Step options "
                 f"are: {', '.join(sorted(known))} (see orchestration.StepOptions)."
             )
         return dataclasses.replace(options or cls(), **keywords)

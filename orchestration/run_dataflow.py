@@ -28,7 +28,7 @@ import pandas as pd
 from orchestration.dataflow import Dataflow, InputNode
 from orchestration.execution.hamilton_stream import NodeResult, ResultStream
 from orchestration.monitoring.terminal import AssetBar
-from orchestration.runtime import HamiltonRuntime
+from orchestration.runtime import progress_bar_from_env
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -179,7 +179,9 @@ def _execute(
     inputs: dict[str, Any],
     assets: list[str],
 ) -> dict[str, Any]:
-    bar = AssetBar(len(assets), dataflow.name) if HamiltonRuntime().bar_wanted(sys.stderr.isatty()) else None
+    bar_setting = progress_bar_from_env()
+    show_bar = sys.stderr.isatty() if bar_setting is None else bar_setting
+    bar = AssetBar(len(assets), dataflow.name) if show_bar else None
     wanted = set(assets)
 
     def finished(result: NodeResult) -> None:

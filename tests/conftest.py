@@ -20,9 +20,22 @@ os.environ.setdefault("HAMILTON_TELEMETRY_ENABLED", "false")
 
 # Tests assert behaviour, not disk speed: on a slow disk, the fsyncs of every run (SQLite, the
 # store's syncfs) can double a test's time. Temporary directories (tmp_path, Dagster homes, data
-# directories) therefore live on tmpfs where there is one; PYTEST_TMP_ON_DISK=1 keeps them on disk.
-if os.access("/dev/shm", os.W_OK) and os.environ.get("PYTEST_TMP_ON_DISK") != "1":
-    tempfile.tempdir = "/dev/shm"
+# directories) therefore live on tmpfs where there is a roomy one (a container's default /dev/shm
+# is 64 MB); PYTEST_TMP_ON_DISK=1 keeps them on disk.
+TMPFS_NEEDED_BYTES = 2 * 1024**3
+
+
+def _roomy_tmpfs() -> str | None:
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    roomy = stats.f_bavail * stats.f_frsize >= TMPFS_NEEDED_BYTES and os.access("/dev/shm", os.W_OK)
+    return "/dev/shm" if roomy else None
+
+
+if os.environ.get("PYTEST_TMP_ON_DISK") != "1" and (tmpfs := _roomy_tmpfs()):
+    tempfile.tempdir = tmpfs
 
 _REFUSED_PROCESSES = pytest.StashKey[list[str]]()
 # Dagster's compute-log capture: a step on an on-disk instance (the `instance` fixture, as `dagster

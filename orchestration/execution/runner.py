@@ -26,8 +26,6 @@ from orchestration.execution.step import Step
 from orchestration.observers import StepObserver
 from orchestration.options import StepOptions
 from orchestration.runtime import HamiltonRuntime
-from orchestration.storage.formats import DEFAULT_FORMATS
-from orchestration.storage.store import ValueStore
 from orchestration.translator import HamiltonTranslator
 
 
@@ -63,17 +61,14 @@ class StepRunner:
         """Each asset's key as people read it (built at the first step, not at definitions load)."""
         return {name: key.to_user_string() for name, key in self.keys.items()}
 
-    def store_for_run(self, runtime: HamiltonRuntime) -> ValueStore:
-        """`store_root` if given at definition time, else the runtime's store as of this run."""
-        formats = (*self.options.formats, *DEFAULT_FORMATS)
-        return ValueStore(self.options.store_root or runtime.store_location(), formats)
-
     def run(self, context) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Computes the assets Dagster selected, with the runtime settings of this run."""
         _exit_with_run_worker()
         install_step_patches()
         selected = [self.nodes_by_key[key] for key in context.selected_asset_keys]
         runtime: HamiltonRuntime = getattr(context.resources, self.runtime_key)
-        step = Step(self, context, plan_selection(self.dataflow, selected), runtime)
+        settings = runtime.settings(self.options.store_root, self.options.progress_settings)
+        step = Step(self, context, plan_selection(self.dataflow, selected), settings)
         step.notify(StepObserver.step_started)
         success = False
         try:

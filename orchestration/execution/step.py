@@ -22,12 +22,14 @@ from orchestration.monitoring.callbacks import CallbackThread
 from orchestration.monitoring.live_nodes import NodeWatch
 from orchestration.monitoring.progress import StepProgress, usual_durations
 from orchestration.observers import Materialized, ObserverGroup, StepInfo, StepObserver
+from orchestration.storage.formats import DEFAULT_FORMATS
 from orchestration.storage.metadata import materialization_metadata, row_count
+from orchestration.storage.store import ValueStore
 
 if TYPE_CHECKING:
     from orchestration.execution.plan import ExecutionPlan
     from orchestration.execution.runner import StepRunner
-    from orchestration.runtime import HamiltonRuntime
+    from orchestration.runtime import RuntimeSettings
 
 _DONE = object()
 REPORT_BATCH_MAX = 100  # results stored before the step reports them (only those already waiting)
@@ -46,11 +48,11 @@ class Step:
     """The state of one step: what was loaded or stored where, which columns values have, and
     where the step is (progress, running nodes, callbacks being delivered)."""
 
-    def __init__(self, runner: StepRunner, context, plan: ExecutionPlan, runtime: HamiltonRuntime):
+    def __init__(self, runner: StepRunner, context, plan: ExecutionPlan, settings: RuntimeSettings):
         self.runner = runner
         self.context = context
         self.plan = plan
-        self.store = runner.store_for_run(runtime)
+        self.store = ValueStore(settings.store_location, (*runner.options.formats, *DEFAULT_FORMATS))
         self.partitions = _partitions(context)
         self.partition = self.partitions[0]
         self.info = StepInfo(  # what observers are given (a copy per partition in a range run)
@@ -60,9 +62,9 @@ class Step:
             assets=plan.assets,
             keys=runner.key_strings,
             translator=runner.translator,
-            runtime=runtime,
+            settings=settings,
             partitions=tuple(p for p in self.partitions if p is not None),
-            partition=self.partition,
+            partition=self.partition if len(self.partitions) == 1 else None,
             will_retry=retries.will_retry(context),
             log=context.log,
             context=context,
@@ -72,7 +74,7 @@ class Step:
         self.columns: dict[str, list[str] | None] = {}
         self.pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
         self.wrote = False
-        self.settings = runner.options.progress_settings or runtime.progress_settings()
+        self.settings = settings.progress
         units = [self._label(name, p) for p in self.partitions for name in plan.assets]
         usual = usual_durations(context, [runner.keys[name] for name in plan.assets])
         self.progress = StepProgress(
@@ -312,10 +314,8 @@ class Step:
         label = self._label(asset)
         self.watch.ended(label)
         cause = self.runner.describe_failure(item)
-        message = (
-            retries.retry_announcement(self.context, cause) if retries.will_retry(self.context) else cause
-        )
-        if retries.will_retry(self.context):
+        message = retries.retry_announcement(self.context, cause) if self.info.will_retry else cause
+        if self.info.will_retry:
             self.context.log.warning(message)
         self.callbacks.send(label, self.progress.percent, message)
         self.notify(StepObserver.asset_failed, asset, item.error)

@@ -1,7 +1,8 @@
 """Prometheus metrics of Hamilton steps, pushed to a Pushgateway because runs are batch jobs.
 
-Set `PROMETHEUS_PUSHGATEWAY_URL` (read when a step starts; `http://user:password@host:9091` for
-basic auth) to push; unset, the observer does nothing. The `pipeline` label is the step's name:
+Set `PROMETHEUS_PUSHGATEWAY_URL` or the runtime's `pushgateway_url` (`orchestration.runtime`;
+read when a step starts; `http://user:password@host:9091` for basic auth) to push; unset, the
+observer does nothing. The `pipeline` label is the step's name:
 the dataflow, or `<dataflow>__<group>` for `hamilton_assets_by_group`, whose steps run at once.
 
 Grouping: a Pushgateway replaces a whole group on PUT and a group's same-name metrics on POST, so
@@ -283,13 +284,14 @@ def _totals(exposition: str, job: str, assets: Iterable[str]) -> dict[str, _Tota
 
 
 class PrometheusObserver(StepObserver):
-    """Pushes each step's metrics to the Pushgateway named by `PROMETHEUS_PUSHGATEWAY_URL`."""
+    """Pushes each step's metrics to the Pushgateway its runtime names (`pushgateway_url`, else
+    `PROMETHEUS_PUSHGATEWAY_URL`); does nothing without one."""
 
     def __init__(self):
         self._steps: dict[str, _StepMetrics] = {}
 
     def step_started(self, step: StepInfo) -> None:
-        url = step.runtime.metrics_url()
+        url = step.settings.metrics_url
         if url is None:
             return
         self._steps[step.run_id] = _StepMetrics(
@@ -328,6 +330,7 @@ def _report(step: StepInfo, metrics: _StepMetrics) -> None:
         step.log.warning(
             f"Prometheus metrics of pipeline '{metrics.pipeline}' (progress, durations, records, "
             f"errors) were not delivered to the Pushgateway at {metrics.gateway.url} "
-            f"({PUSHGATEWAY_URL}): {metrics.error}. The run is not affected; this step pushes no "
-            "more metrics. Fix: check the Pushgateway is up and the variable reads http://host:9091."
+            f"({PUSHGATEWAY_URL} or the runtime's pushgateway_url): {metrics.error}. The run is not "
+            "affected; this step pushes no more metrics. Fix: check the Pushgateway is up and the "
+            "setting reads http://host:9091."
         )

@@ -5,9 +5,9 @@ ends at 100% (Hamilton's `h_tqdm` bar counts every node it runs: columns, checks
 
 Dagster captures a step's stderr into its compute log and mirrors that file to the terminal that
 started the run, so the step's stderr is never a terminal itself. The bar is therefore shown when
-`PIPELINE_PROGRESS_BAR=1`, or, when the variable is unset, if stdin is a terminal (Dagster leaves it
-alone) and the run is not under `dagster dev` (there a run's output belongs in the UI's logs).
-`PIPELINE_PROGRESS_BAR=0` turns it off everywhere.
+the runtime's `progress_bar` is on (`PIPELINE_PROGRESS_BAR=1` when unset), or, when neither is set,
+if stdin is a terminal (Dagster leaves it alone) and the run is not under `dagster dev` (there a
+run's output belongs in the UI's logs). Off (`PIPELINE_PROGRESS_BAR=0`) means off everywhere.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class TerminalProgress(StepObserver):
 
     def step_started(self, step: StepInfo) -> None:
         started_in_terminal = os.isatty(0) and not os.environ.get("DAGSTER_IS_DEV_CLI")
-        if not step.runtime.bar_wanted(started_in_terminal):
+        if not step.settings.shows_progress_bar(started_in_terminal):
             return
         total = len(step.assets) * max(len(step.partitions), 1)
         self._bars[step.run_id] = AssetBar(total, step.dataflow.name)

@@ -56,7 +56,6 @@ class ValueStore:
 
     def __init__(self, root: str | os.PathLike, formats: tuple[ValueFormat, ...] = DEFAULT_FORMATS):
         self.root = location(root)
-        self.remote = isinstance(self.root, UPath)
         self.formats = formats
 
     def folder(self, key: dg.AssetKey) -> Path | UPath:

@@ -111,7 +111,8 @@ def test_a_pushgateway_that_is_down_or_hung_neither_fails_nor_stalls_a_run(
         assert took - without < 5.0, f"{took:.1f} s with {shown} against {without:.1f} s without"
         (warning,) = warnings_naming(instance, result.run_id, "Pushgateway")
         assert (
-            f"Pushgateway at {shown} (PROMETHEUS_PUSHGATEWAY_URL):" in warning
+            f"Pushgateway at {shown} (PROMETHEUS_PUSHGATEWAY_URL or the runtime's pushgateway_url):"
+            in warning
             and "s3cret" not in warning
             and "metrics:" not in warning
         )

@@ -12,7 +12,6 @@ import pytest
 from orchestration import (
     CheckOutcome,
     DataflowError,
-    HamiltonRuntime,
     Materialized,
     ProgressSettings,
     StepInfo,
@@ -136,7 +135,7 @@ def test_an_observer_is_told_every_asset_in_order_on_the_steps_own_thread(make_m
     assert step.run_id == result.run_id and step.name == "flow"
     assert step.assets == ("orders", "left", "right", "report")
     assert step.keys["report"] == "report" and step.partitions == () and step.partition is None
-    assert isinstance(step.runtime, HamiltonRuntime) and step.context is not None
+    assert step.settings.store_location == data_dir / "assets" and step.context is not None
     assert not step.will_retry
     stored = recording.materialized["report"]
     assert stored.value == "6.0/3.0" and stored.stored.path.exists()
@@ -193,6 +192,7 @@ def test_each_partition_of_a_range_run_is_reported_with_its_key(make_module, dat
     assert reported == days
     step = recording.calls[0][3]
     assert step.partitions == tuple(days) and step.in_partition_range
+    assert step.partition is None  # at step start, no partition is being computed yet
 
 
 def test_a_slow_node_is_reported_running_with_how_long(make_module, data_dir, instance):

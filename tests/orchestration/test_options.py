@@ -107,17 +107,39 @@ def test_dataflows_with_different_runtimes_load_together(make_module, data_dir, 
     assert ValueStore(data_dir / "assets").load(dg.AssetKey("orders"))[0] == 3
 
 
-def test_runtime_fields_take_precedence_over_the_environment(monkeypatch):
+def test_runtime_fields_win_over_the_definitions_which_win_over_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PIPELINE_LIVE_AFTER_S", "5")
     monkeypatch.setenv("PIPELINE_HEARTBEAT_S", "10")
     monkeypatch.setenv("PROMETHEUS_PUSHGATEWAY_URL", "http://127.0.0.1:9091")
     monkeypatch.setenv("PIPELINE_PROGRESS_BAR", "1")
+    monkeypatch.setenv("PIPELINE_STORE_URL", str(tmp_path / "env_store"))
 
-    assert HamiltonRuntime().progress_settings() == ProgressSettings(live_after_s=5, heartbeat_s=10)
-    assert HamiltonRuntime(live_after_s=2).progress_settings() == ProgressSettings(
-        live_after_s=2, heartbeat_s=10
-    )
-    assert HamiltonRuntime().metrics_url() == "http://127.0.0.1:9091"
-    assert HamiltonRuntime(pushgateway_url="").metrics_url() is None  # off, whatever the environment says
-    assert HamiltonRuntime().bar_wanted(interactive=False)
-    assert not HamiltonRuntime(progress_bar=False).bar_wanted(interactive=True)
+    from_env = HamiltonRuntime().settings()
+    assert from_env.progress == ProgressSettings(live_after_s=5, heartbeat_s=10)
+    assert from_env.metrics_url == "http://127.0.0.1:9091"
+    assert from_env.store_location == str(tmp_path / "env_store")
+    assert from_env.shows_progress_bar(interactive=False)
+
+    fixed = ProgressSettings(live_after_s=3)
+    from_definitions = HamiltonRuntime().settings(store_root="/defs/store", progress=fixed)
+    assert from_definitions.store_location == "/defs/store" and from_definitions.progress == fixed
+
+    runtime = HamiltonRuntime(store_url="/run/store", live_after_s=2, pushgateway_url="", progress_bar=False)
+    from_runtime = runtime.settings(store_root="/defs/store", progress=fixed)
+    assert from_runtime.store_location == "/run/store"
+    assert from_runtime.progress == ProgressSettings(live_after_s=2)  # the rest as the definitions fixed
+    assert from_runtime.metrics_url is None  # off, whatever the environment says
+    assert not from_runtime.shows_progress_bar(interactive=True)
+
+
+def test_a_bad_runtime_number_is_refused_naming_the_field():
+    with pytest.raises(Exception, match="live_after_s"):
+        HamiltonRuntime(live_after_s=0)
+
+
+def test_the_runtime_set_in_run_config_wins_over_store_root(make_module, data_dir, instance, tmp_path):
+    assets = hamilton_assets(make_module(FLOW), name="flow", store_root=str(tmp_path / "defs"))
+    run_config = {"resources": {"flow_runtime": {"config": {"store_url": str(tmp_path / "this_run")}}}}
+    assert dg.materialize([assets], instance=instance, run_config=run_config).success
+    assert ValueStore(tmp_path / "this_run").load(dg.AssetKey("total"))[0] == 6
+    assert not (tmp_path / "defs").exists()

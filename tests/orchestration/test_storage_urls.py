@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 from sklearn.linear_model import LogisticRegression
+from upath import UPath
 
 from orchestration import StorageError, ValueStore, hamilton_assets
 from orchestration.errors import MissingUpstreamError
@@ -125,7 +126,7 @@ def test_without_an_atomic_put_a_temporary_object_is_moved_over_the_old(bucket, 
 
 def test_file_url_is_a_local_folder_with_the_local_guarantees(tmp_path):
     store = ValueStore((tmp_path / "assets").as_uri())
-    assert not store.remote
+    assert not isinstance(store.root, UPath)  # a local folder, not an object store
     stored = store.write(KEY, {"orders": 3})
     assert stored.path == tmp_path / "assets" / "sales" / "report" / "value.json"
     assert ValueStore(tmp_path / "assets").read(KEY) == {"orders": 3}

@@ -534,7 +534,11 @@ def test_no_secret_leaks_when_every_backend_is_down(
     warnings = [
         e.user_message for e in instance.all_logs(outcome.good_run) if "Pushgateway" in (e.user_message or "")
     ]
-    assert len(warnings) == 1 and f"Pushgateway at {dead} (PROMETHEUS_PUSHGATEWAY_URL):" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and f"Pushgateway at {dead} (PROMETHEUS_PUSHGATEWAY_URL or the runtime's pushgateway_url):"
+        in warnings[0]
+    )
 
     haystacks = {
         **file_haystacks(tmp_path),
