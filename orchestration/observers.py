@@ -119,9 +119,8 @@ class ObserverGroup:
     """Calls one hook on each of a step's observers in turn, so that one failing observer neither
     breaks the step nor keeps the others from being told."""
 
-    def __init__(self, observers: Sequence[StepObserver], log: logging.Logger):
+    def __init__(self, observers: Sequence[StepObserver]):
         self.observers = observers
-        self._log = log
         self._failed: set[tuple[int, str]] = set()  # (observer, hook) already reported
 
     def notify(self, hook: Callable[..., None], step: StepInfo, *args: Any) -> None:
@@ -136,7 +135,7 @@ class ObserverGroup:
                 else:
                     self._failed.add((id(observer), hook.__name__))
                     logger.warning("Observer %s failed", name, exc_info=True)
-                    self._log.warning(
+                    step.log.warning(
                         f"Observer {name} failed: {type(error).__name__}: {error}. The step goes on "
                         "without it; further failures of this hook in this step are logged by Python "
                         "logging only."

@@ -88,9 +88,7 @@ class StepOptions:
                 )
 
     @classmethod
-    def combine(
-        cls, options: StepOptions | None, keywords: Mapping[str, Any], caller: str = "hamilton_assets"
-    ) -> StepOptions:
+    def combine(cls, options: StepOptions | None, keywords: Mapping[str, Any], caller: str) -> StepOptions:
         """`options` (or the defaults) with `keywords` replacing its fields; an unknown keyword is
         refused with the list of the ones there are."""
         known = {field.name for field in dataclasses.fields(cls)}

@@ -52,7 +52,6 @@ class StepRunner:
         self.fixed_inputs = fixed_inputs
         self.translator = translator
         self.options = options
-        self.partition_input = options.partition_input
         self.runtime_key = runtime_key
         self.observers = tuple(observers)
 

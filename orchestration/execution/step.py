@@ -69,7 +69,7 @@ class Step:
             log=context.log,
             context=context,
         )
-        self.observers = ObserverGroup(runner.observers, context.log)
+        self.observers = ObserverGroup(runner.observers)
         self.paths: dict[str, str] = {}  # asset or upstream input -> stored file
         self.columns: dict[str, list[str] | None] = {}
         self.pending_checks: dict[str, list[dg.AssetCheckResult]] = {}
@@ -181,7 +181,7 @@ class Step:
         config = self.context.op_execution_context.op_config or {}
         inputs = {}
         for name in self.plan.inputs:
-            if name == self.runner.partition_input:
+            if name == self.runner.options.partition_input:
                 inputs[name] = self.partition
             elif name in self.runner.upstream_inputs:
                 inputs[name] = self._load(name, self.runner.upstream_inputs[name])

@@ -23,7 +23,7 @@ import pytest
 
 from orchestration.storage.store import ValueStore
 from tests.faults import concurrent_flow
-from tests.support import BIN, ROOT
+from tests.support import BIN, ROOT, migrate_instance
 from tests.support.postgres import postgres_fixture  # noqa: F401  (the `postgres` fixture)
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]  # CLI runs, PostgreSQL, a process pool
@@ -107,16 +107,7 @@ def home(tmp_path_factory) -> Home:
         "HAMILTON_TELEMETRY_ENABLED": "false",
         "OPENLINEAGE_DISABLED": "true",
     }
-    migrated = subprocess.run(
-        [str(BIN / "dagster"), "instance", "migrate"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    migrate_instance(env, WAIT_S)
     return Home(path, data_dir, env)
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from orchestration import ValueStore, hamilton_assets
 from tests.faults import many_flow
-from tests.support import BIN, ROOT
+from tests.support import BIN, ROOT, migrate_instance
 from tests.support.processes import command_line, descendants
 
 pytestmark = pytest.mark.slow  # ~15 s each: 40 runs one after another, 10 CLI runs at once
@@ -101,15 +101,7 @@ def test_ten_runs_at_once_all_succeed_and_leave_no_process(tmp_path, figures):
         "HAMILTON_TELEMETRY_ENABLED": "false",
     }
     env = {k: v for k, v in env.items() if not k.startswith("OPENLINEAGE")}  # lineage to events.jsonl
-    migrated = subprocess.run(
-        [str(BIN / "dagster"), "instance", "migrate"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    migrate_instance(env)
     before = snapshot()
 
     started = time.monotonic()
