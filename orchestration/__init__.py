@@ -3,10 +3,12 @@
 `hamilton_assets` (one step per selection) and `hamilton_assets_by_group` (one step per asset
 group) build the assets; `HamiltonTranslator` decides how each node looks in Dagster;
 `StepOptions` says how steps run and `HamiltonRuntime` what they read when they do; a
-`StepObserver` follows a step as it runs.
+`StepObserver` follows a step as it runs. `HamiltonComponent` declares a dataflow in a `dg`
+project's `defs.yaml`.
 """
 
 from orchestration.assets import hamilton_assets, hamilton_assets_by_group
+from orchestration.component import HamiltonComponent
 from orchestration.errors import DataflowError, MissingUpstreamError, StorageError
 from orchestration.monitoring.progress import ProgressSettings
 from orchestration.observers import CheckOutcome, Materialized, StepInfo, StepObserver
@@ -19,6 +21,7 @@ from orchestration.translator import HamiltonTranslator
 __all__ = [
     "CheckOutcome",
     "DataflowError",
+    "HamiltonComponent",
     "HamiltonRuntime",
     "HamiltonTranslator",
     "Materialized",

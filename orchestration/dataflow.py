@@ -91,6 +91,11 @@ class AssetNode:
         return self.node.name
 
 
+def default_name(modules: Sequence[ModuleType]) -> str:
+    """A dataflow's name when none is given: its modules' short names, joined by `__`."""
+    return "__".join(m.__name__.rsplit(".", 1)[-1] for m in modules)
+
+
 class Dataflow:
     """One Hamilton driver over some modules and config, classified for Dagster."""
 
@@ -105,7 +110,7 @@ class Dataflow:
             raise DataflowError("hamilton_assets() needs at least one Hamilton module.")
         self.modules = tuple(modules)
         self.config = dict(config or {})
-        self.name = name or "__".join(m.__name__.rsplit(".", 1)[-1] for m in self.modules)
+        self.name = name or default_name(self.modules)
         _hide_hamilton_banner()
         with paused_gc():
             self.driver = _build_driver(self.modules, self.config, adapters)

@@ -116,19 +116,10 @@ class HamiltonTranslator:
         value = node.tags.get(f"{TAG_PREFIX}automation") or self.automation
         if not value:
             return None
-        value = str(value)
-        if value == "eager":
-            return dg.AutomationCondition.eager()
-        if value == "on_code_change":
-            return on_code_change()
-        if value == "on_missing":
-            return dg.AutomationCondition.on_missing()
-        if value.startswith("on_cron:"):
-            return dg.AutomationCondition.on_cron(value.split(":", 1)[1])
-        raise ValueError(
-            f"Node '{node.name}': tag dagster.automation={value!r} is not one of "
-            "'eager', 'on_missing', 'on_code_change', 'on_cron:<cron expression>'."
-        )
+        try:
+            return automation_condition(str(value))
+        except ValueError as error:
+            raise ValueError(f"Node '{node.name}': tag dagster.automation={error}") from None
 
     def get_freshness_policy(self, node: HamiltonNode) -> dg.FreshnessPolicy | None:
         """`dagster.freshness_hours` tag (fail after), optional `dagster.freshness_warn_hours`."""
@@ -182,6 +173,22 @@ class HamiltonTranslator:
             automation_condition=self.get_automation_condition(node),
             freshness_policy=self.get_freshness_policy(node),
         )
+
+
+AUTOMATIONS = "'eager', 'on_missing', 'on_code_change', 'on_cron:<cron expression>'"
+
+
+def automation_condition(value: str) -> dg.AutomationCondition:
+    """The condition an automation name stands for; a name that is none of them is refused."""
+    if value == "eager":
+        return dg.AutomationCondition.eager()
+    if value == "on_code_change":
+        return on_code_change()
+    if value == "on_missing":
+        return dg.AutomationCondition.on_missing()
+    if value.startswith("on_cron:"):
+        return dg.AutomationCondition.on_cron(value.split(":", 1)[1])
+    raise ValueError(f"{value!r} is not one of {AUTOMATIONS}.")
 
 
 def on_code_change() -> dg.AutomationCondition:

@@ -7,17 +7,16 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+import orchestration.definitions
 from hamilton_pipelines.sample_data import write_sample_sales
 
 
 @pytest.fixture
 def defs(data_dir, monkeypatch):
     monkeypatch.setenv("PIPELINE_TIMEZONE", "Europe/Berlin")
-    import orchestration.definitions as module
-
-    yield importlib.reload(module).defs
+    yield importlib.reload(orchestration.definitions).defs
     monkeypatch.undo()
-    importlib.reload(module)
+    importlib.reload(orchestration.definitions)
 
 
 def test_daily_sales_schedule_runs_yesterday_in_the_configured_timezone(defs):

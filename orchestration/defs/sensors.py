@@ -1,0 +1,48 @@
+"""Sensors: new landing files start sales runs, updated sales metrics retrain the model, and
+every run's end reaches lineage and, on failure, the alert channels.
+
+`LANDING_SENSOR_INTERVAL_S` (default 30) paces the landing sensor; `SUCCESS_NOTICE_JOBS=sales_daily`
+also announces that job's successful runs.
+"""
+
+import os
+
+import dagster as dg
+
+from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
+from orchestration import HamiltonComponent
+from orchestration.defs.jobs import ml_training, sales_daily
+from orchestration.lineage.runs import lineage_sensors
+from orchestration.ops.alerts import alert_sensors
+from orchestration.ops.landing_sensor import landing_sensor
+
+
+# Whenever the sales metrics are updated (the seed's ExternalTaskSensor), once this is on. One run
+# per tick however many partitions changed: a backfill retrains once, not once per day.
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("business_metrics"),
+    job=ml_training,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def retrain_on_sales_metrics(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    return dg.RunRequest(run_key=f"business_metrics:{asset_event.run_id}:{asset_event.timestamp}")
+
+
+@dg.definitions
+def defs(context: dg.ComponentLoadContext) -> dg.Definitions:
+    sales = context.load_component("sales", HamiltonComponent)
+    notice = [job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")]
+    return dg.Definitions(
+        sensors=[
+            landing_sensor(
+                sales_daily,
+                partition_of=sales_date_of,
+                problem_of=sales_file_problem,
+                partitions_def=sales.partitions_def,
+                minimum_interval_seconds=int(os.environ.get("LANDING_SENSOR_INTERVAL_S", "30")),
+            ),
+            retrain_on_sales_metrics,
+            *lineage_sensors(),
+            *alert_sensors(notice),
+        ]
+    )
