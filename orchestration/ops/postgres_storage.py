@@ -2,15 +2,19 @@
 
 SQLAlchemy 2.1 reads `postgresql://user@host/db` as psycopg 3, which dagster-postgres 0.29 does not
 install and whose server-side parameters break its `NOTIFY` statement. This storage hands
-dagster-postgres the same URL with the psycopg2 driver named (psycopg2 is a project dependency).
+dagster-postgres the same URL with the psycopg2 driver named (both come with the `postgres` extra).
 Used by deploy/dagster.yaml; the URL itself is never logged or put in an error message.
 """
 
 from __future__ import annotations
 
 from dagster._serdes import ConfigurableClassData
-from dagster_postgres import DagsterPostgresStorage
-from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+from orchestration.extras import needs_extra
+
+with needs_extra("postgres", "Dagster's PostgreSQL instance storage (deploy/dagster.yaml)"):
+    from dagster_postgres import DagsterPostgresStorage
+    from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 PSYCOPG2 = "postgresql+psycopg2"
 PLAIN_SCHEMES = ("postgresql", "postgres", PSYCOPG2)

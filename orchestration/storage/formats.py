@@ -11,12 +11,14 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from orchestration.errors import StorageError
+from orchestration.extras import require
 
 TRUSTED_MODEL_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 _SAFE_ENTRY = re.compile(r"^[A-Za-z0-9_]+$")
@@ -129,21 +131,23 @@ class SklearnModel(ValueFormat):
         return type(value).__module__.startswith("sklearn.") and hasattr(value, "get_params")
 
     def write(self, value: Any, path: Path, name: str) -> None:
-        import skops.io
-
-        skops.io.dump(value, path)
+        _skops_io().dump(value, path)
 
     def read(self, path: Path) -> Any:
-        import skops.io
-
-        untrusted = skops.io.get_untrusted_types(file=path)
+        skops_io = _skops_io()
+        untrusted = skops_io.get_untrusted_types(file=path)
         refused = [t for t in untrusted if not t.startswith(TRUSTED_MODEL_MODULES)]
         if refused:
             raise StorageError(
                 f"{path} contains types outside scikit-learn/numpy/scipy ({', '.join(refused)}); "
                 "it was not written by this project and is not loaded."
             )
-        return skops.io.load(path, trusted=untrusted)
+        return skops_io.load(path, trusted=untrusted)
+
+
+def _skops_io() -> ModuleType:
+    """skops, imported on first use: only the `ml` extra installs it."""
+    return require("ml", "skops.io", "Storing scikit-learn models (the skops format)")
 
 
 def _numpy_scalar(value: Any) -> Any:

@@ -27,6 +27,7 @@ import dagster as dg
 from upath import UPath
 
 from orchestration.errors import MissingUpstreamError, StorageError
+from orchestration.extras import require
 from orchestration.storage.formats import DEFAULT_FORMATS, ValueFormat
 
 SAFE_PARTITION = re.compile(r"^[A-Za-z0-9_.=-]+$")
@@ -48,6 +49,8 @@ def location(root: str | os.PathLike) -> Path | UPath:
     url = UPath(root)
     if url.protocol in ("", "file", "local"):
         return Path(url.path).resolve()
+    if url.protocol in ("s3", "s3a"):  # fsspec would only say "Install s3fs", on first use
+        require("s3", "s3fs", "A value store at an s3:// URL")
     return url
 
 
