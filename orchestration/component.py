@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import dagster as dg
 from dagster.components.resolved.core_models import (
@@ -41,6 +41,7 @@ from pydantic import BaseModel
 from orchestration.assets import hamilton_assets, hamilton_assets_by_group
 from orchestration.dataflow import default_name
 from orchestration.errors import DataflowError
+from orchestration.extras import extra_for, install_command
 from orchestration.monitoring.callbacks import ProgressCallback
 from orchestration.observers import StepObserver
 from orchestration.options import StepOptions
@@ -116,11 +117,15 @@ def _import_modules(context: dg.ResolutionContext, paths: Sequence[str]) -> list
         try:
             module = importlib.import_module(path)
         except ModuleNotFoundError as error:
-            missing = "it" if error.name == path else f"'{error.name}', which it imports,"
+            if error.name == path:
+                fix = "give the dotted name of a Hamilton module importable here (installed, or under the project root)"
+                raise DataflowError(
+                    f"modules: cannot import '{path}': it was not found. Fix: {fix}."
+                ) from None
+            extra = extra_for(error.name)
+            fix = install_command(extra) if extra else f"install the package that provides '{error.name}'"
             raise DataflowError(
-                f"modules: cannot import '{path}': {missing} was not found. Fix: give the dotted "
-                "name of a Hamilton module importable in this environment (installed, or under the "
-                f"project root), or install what it needs ({error})."
+                f"modules: cannot import '{path}': '{error.name}', which it imports, is not installed. Fix: {fix}."
             ) from None
         except Exception as error:
             raise DataflowError(
@@ -197,8 +202,8 @@ def _retry_policy(context: dg.ResolutionContext, model: RetryPolicyModel | None)
     )
 
 
-def _automation(context: dg.ResolutionContext, value: str | None) -> str | None:
-    value = context.resolve_value(value)
+def _automation(context: dg.ResolutionContext, template: str | None) -> str | None:
+    value = context.resolve_value(template, as_type=str)
     if value is not None:
         try:
             automation_condition(str(value))
@@ -228,7 +233,6 @@ class HamiltonComponentScaffolder(dg.Scaffolder[ScaffoldParams]):
                 f"{request.type_name} {request.target_path.name} --module my_pkg.my_dataflow"
             )
         scaffold_component(request, {"modules": [module]})
-
 
 
 @dg.scaffold_with(HamiltonComponentScaffolder)
@@ -389,7 +393,7 @@ class HamiltonComponent(dg.Component, dg.Resolvable):
             max_parallel_nodes=self.max_parallel_nodes,
             progress_callbacks=callbacks,
             observers=self.observers,
-            runtime=self.runtime,
+            runtime=cast(HamiltonRuntime | None, self.runtime),
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

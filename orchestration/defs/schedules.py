@@ -3,13 +3,18 @@ until an operator turns them on)."""
 
 import dagster as dg
 
-from orchestration import HamiltonComponent
+from orchestration import DataflowError, HamiltonComponent
 from orchestration.defs.jobs import ml_training, sales_daily
 
 
 @dg.definitions
 def defs(context: dg.ComponentLoadContext) -> dg.Definitions:
-    timezone = context.load_component("sales", HamiltonComponent).partitions_def.timezone
+    days = context.load_component("sales", HamiltonComponent).partitions_def
+    if not isinstance(days, dg.TimeWindowPartitionsDefinition):
+        raise DataflowError(
+            "sales/defs.yaml: partitions_def must be daily; the schedules follow its timezone."
+        )
+    timezone = days.timezone
     return dg.Definitions(
         schedules=[
             # At 06:00, materialize the day that just ended.

@@ -31,7 +31,9 @@ def retrain_on_sales_metrics(context: dg.SensorEvaluationContext, asset_event: d
 @dg.definitions
 def defs(context: dg.ComponentLoadContext) -> dg.Definitions:
     sales = context.load_component("sales", HamiltonComponent)
-    notice = [job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")]
+    notice = [
+        job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")
+    ]
     return dg.Definitions(
         sensors=[
             landing_sensor(
