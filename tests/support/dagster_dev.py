@@ -131,18 +131,25 @@ def workspace_for(module: str, home: Path) -> Path:
 
 @contextlib.contextmanager
 def dagster_dev(
-    workspace: Path, home: Path, env: dict[str, str]
+    workspace: Path | None, home: Path, env: dict[str, str], command: list[str] | None = None
 ) -> Iterator[tuple[DagsterDev, subprocess.Popen]]:
-    """`dagster dev` serving `workspace` on the SQLite instance in `home`, with `env` on top of
-    this process's environment (`PIPELINE_DATA_DIR` is required: the client's `landing` is in it);
-    yields once the location has loaded."""
+    """`dagster dev` serving `workspace` (or `command`, such as `dg dev` in the project) on the
+    SQLite instance in `home`, with `env` on top of this process's environment
+    (`PIPELINE_DATA_DIR` is required: the client's `landing` is in it); yields once the location
+    has loaded."""
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     port = free_port()
     log_path = home / "dagster_dev.log"
     with log_path.open("w") as log:  # the child keeps its own handle
         process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
+            [
+                *(command or [str(BIN / "dagster"), "dev", "-w", str(workspace)]),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             cwd=ROOT,
             env={**os.environ, **env, "DAGSTER_HOME": str(home)},
             stdout=log,
