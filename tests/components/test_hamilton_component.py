@@ -280,3 +280,19 @@ def test_a_module_whose_dependency_is_missing_names_the_extra(monkeypatch):
     message = load_error("modules: [hamilton_pipelines.ml_pipeline]")
     assert "'sklearn.datasets', which it imports, is not installed" in message
     assert "pip install 'hamilton-dagster-pipelines[ml]'" in message
+
+
+def test_translation_as_one_template_and_a_failing_template():
+    whole = f"""
+        modules: [{FLOW}]
+        config: {{region: emea}}
+        translation: "{{{{ {{'owners': ['team:' ~ node.name], 'key_prefix': 'w'}} }}}}"
+    """
+    with loaded(whole) as (_, defs):
+        assert spec_of(defs, "w/total").owners == ["team:total"]
+        assert {d.asset_key for d in spec_of(defs, "w/report").deps} == {dg.AssetKey(["w", "total"])}
+    message = load_error(
+        f"modules: [{FLOW}]\nconfig: {{region: emea}}\ntranslation: {{group_name: '{{{{ node.nme }}}}'}}"
+    )
+    assert "translation.group_name: rendering it for node 'orders' failed" in message
+    assert "defs.yaml" in message
