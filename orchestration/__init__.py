@@ -8,7 +8,7 @@ project's `defs.yaml`.
 """
 
 from orchestration.assets import hamilton_assets, hamilton_assets_by_group
-from orchestration.component import HamiltonComponent
+from orchestration.component import HamiltonComponent, TemplateNode
 from orchestration.errors import DataflowError, MissingUpstreamError, StorageError
 from orchestration.monitoring.progress import ProgressSettings
 from orchestration.observers import CheckOutcome, Materialized, StepInfo, StepObserver
@@ -31,6 +31,7 @@ __all__ = [
     "StepObserver",
     "StepOptions",
     "StorageError",
+    "TemplateNode",
     "ValueFormat",
     "ValueStore",
     "hamilton_assets",
