@@ -98,18 +98,16 @@ class ScaffoldParams(BaseModel):
     module: str | None = None
 
 
-def _import(path: str) -> Any:
-    """`pkg.module` or `pkg.module.attribute` (also `pkg.module:attribute`)."""
-    if ":" in path:
-        module_name, _, attribute = path.partition(":")
-        return getattr(importlib.import_module(module_name), attribute)
+def _import(path: str, field_name: str) -> Any:
+    """The object at `pkg.module.attribute` (or `pkg.module:attribute`)."""
+    module_name, _, attribute = path.rpartition(":") if ":" in path else path.rpartition(".")
     try:
-        return importlib.import_module(path)
-    except ModuleNotFoundError as error:
-        module_name, _, attribute = path.rpartition(".")
-        if not module_name or error.name not in (path, None):
-            raise
         return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise DataflowError(
+            f"{field_name}: cannot import '{path}' ({type(error).__name__}: {error}). Fix: give the "
+            "dotted path of an importable object, e.g. my_pkg.notify.post_progress."
+        ) from None
 
 
 def _import_modules(context: dg.ResolutionContext, paths: Sequence[str]) -> list[ModuleType]:
@@ -145,7 +143,7 @@ def _objects(kind: type, field_name: str) -> Callable[[dg.ResolutionContext, Seq
     def resolve(context: dg.ResolutionContext, paths: Sequence[str]) -> list[Any]:
         objects = []
         for path in context.resolve_value(paths, as_type=list):
-            found = _import(path)
+            found = _import(path, field_name)
             if isinstance(found, type) and issubclass(found, kind):
                 found = found()
             if not isinstance(found, kind):
@@ -164,7 +162,7 @@ def _callbacks(context: dg.ResolutionContext, paths: Sequence[str]) -> list[Call
     parameter, the dataflow's name, returning a list of them (as `progress_callbacks_from_env`)."""
     found = []
     for path in context.resolve_value(paths, as_type=list):
-        target = _import(path)
+        target = _import(path, "progress_callbacks")
         if not callable(target) or _positional_parameters(target) not in (1, 3):
             raise DataflowError(
                 f"progress_callbacks: '{path}' is not a progress callback `(step, percent, message)` "

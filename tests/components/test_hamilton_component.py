@@ -235,6 +235,7 @@ def test_a_subclass_overrides_get_asset_spec_or_returns_its_own_translator():
             f"modules: [{FLOW}]\nprogress_callbacks: [tests.components.plugins.Recording]",
             "progress_callbacks:",
         ),
+        (f"modules: [{FLOW}]\nobservers: [tests.components.plugins.Nobody]", "observers: cannot import"),
         (f"modules: [{FLOW}]\nop: {{description: hi}}", "op.description is not used"),
         (f"modules: [{FLOW}]\nname: a\nop: {{name: b}}", "name='a' and op.name='b' both name"),
         (f"modules: [{FLOW}]\npartition_input: day", "defs.yaml: partition_input='day' needs partitions_def"),
