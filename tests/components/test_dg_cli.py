@@ -166,6 +166,7 @@ def test_a_new_project_scaffolds_a_dataflow_checks_it_and_launches_it(project, h
     [
         ("modules: [shop.orders]\n  partition_inptu: day", "partition_inptu", "was unexpected"),
         ("config: {region: emea}", "attributes", "'modules' is a required property"),
+        ("modules: [shop.ordres]", "attributes.modules", "cannot import 'shop.ordres': it was not found"),
         ("modules: [shop.broken]", "attributes.modules", "the warehouse moved"),
         (
             "modules: [shop.orders]\n  partitions_def: {type: monthly, start_date: '2026-01-01'}",
@@ -173,7 +174,13 @@ def test_a_new_project_scaffolds_a_dataflow_checks_it_and_launches_it(project, h
             "",
         ),
     ],
-    ids=["unknown field", "missing modules", "module fails to import", "wrong partition type"],
+    ids=[
+        "unknown field",
+        "missing modules",
+        "no such module",
+        "module fails to import",
+        "wrong partition type",
+    ],
 )
 def test_bad_yaml_is_one_clear_error_and_nothing_launches(project, home, attributes, field, says):
     folder = project / "shop" / "defs" / "orders"
