@@ -139,20 +139,23 @@ def test_progress_is_pushed_while_the_step_runs(
     running: list[set[tuple[str, float]]] = []  # each poll: the nodes shown as running, since when
     done = threading.Event()
 
+    def poll() -> None:
+        with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=2) as response:
+            text = response.read().decode()
+        now_running = set()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.labels.get("pipeline") != pipeline:
+                    continue
+                if sample.name == metrics.PIPELINE_PROGRESS:
+                    seen.append(sample.value)
+                elif sample.name == metrics.NODE_RUNNING:
+                    now_running.add((sample.labels["asset"], sample.value))
+        running.append(now_running)
+
     def watch() -> None:
         while not done.is_set():
-            with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=2) as response:
-                text = response.read().decode()
-            now_running = set()
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.labels.get("pipeline") != pipeline:
-                        continue
-                    if sample.name == metrics.PIPELINE_PROGRESS:
-                        seen.append(sample.value)
-                    elif sample.name == metrics.NODE_RUNNING:
-                        now_running.add((sample.labels["asset"], sample.value))
-            running.append(now_running)
+            poll()
             time.sleep(0.1)
 
     watcher = threading.Thread(target=watch)
@@ -164,6 +167,7 @@ def test_progress_is_pushed_while_the_step_runs(
     finally:
         done.set()
         watcher.join()
+    poll()  # the last push may land after the watcher's last look
     assert 50.0 in seen and seen[-1] == 100.0
     shown = set().union(*running)
     assert {asset for asset, _ in shown} == {"slow"}  # only the node past the threshold
