@@ -3,8 +3,6 @@
 import os
 from pathlib import Path
 
-import dagster as dg
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,9 +23,3 @@ def assets_dir() -> str | Path:
     """Where stored asset values live: `$PIPELINE_STORE_URL` (a folder, or a URL every machine
     reaches, such as s3://bucket/prefix), or `assets/` in the data directory."""
     return os.environ.get("PIPELINE_STORE_URL") or data_dir() / "assets"
-
-
-@dg.template_var
-def landing_folder() -> str:
-    """`{{ landing_folder }}` in a defs.yaml with `template_vars_module: orchestration.paths`."""
-    return str(landing_dir())
