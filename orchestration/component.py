@@ -282,7 +282,7 @@ class HamiltonComponent(dg.Component, dg.Resolvable):
             _retry_policy,
             model_field_type=RetryPolicyModel,
             inject_before_resolve=False,
-            description="Retries of a failed step, e.g. {max_retries: 3, delay: 1, backoff: exponential}.",
+            description="Retries of a failed step, e.g. {max_retries: 2, delay: 1, backoff: linear}: 3 attempts.",
         ),
     ] = None
     automation: Annotated[

@@ -1,8 +1,8 @@
 """Sensors: new landing files start sales runs, updated sales metrics retrain the model, and
 every run's end reaches lineage and, on failure, the alert channels.
 
-`LANDING_SENSOR_INTERVAL_S` (default 30) paces the landing sensor; `SUCCESS_NOTICE_JOBS=sales_daily`
-also announces that job's successful runs.
+`LANDING_SENSOR_INTERVAL_S` (default 30) paces the landing sensor; `SUCCESS_NOTICE_JOBS` (e.g.
+`sales_daily,ml_training`) also announces those jobs' successful runs.
 """
 
 import os
@@ -13,7 +13,7 @@ from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
 from orchestration import HamiltonComponent
 from orchestration.defs.jobs import ml_training, sales_daily
 from orchestration.lineage.runs import lineage_sensors
-from orchestration.ops.alerts import alert_sensors
+from orchestration.ops.alerts import alert_sensors, notice_jobs_from_env
 from orchestration.ops.landing_sensor import landing_sensor
 
 
@@ -31,9 +31,7 @@ def retrain_on_sales_metrics(context: dg.SensorEvaluationContext, asset_event: d
 @dg.definitions
 def defs(context: dg.ComponentLoadContext) -> dg.Definitions:
     sales = context.load_component("sales", HamiltonComponent)
-    notice = [
-        job for job in [sales_daily] if job.name in os.environ.get("SUCCESS_NOTICE_JOBS", "").split(",")
-    ]
+    notice = notice_jobs_from_env([sales_daily, ml_training])
     return dg.Definitions(
         sensors=[
             landing_sensor(

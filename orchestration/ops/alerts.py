@@ -6,6 +6,7 @@
     ALERT_SMTP_USER, ALERT_SMTP_PASSWORD        optional login (STARTTLS with ALERT_SMTP_STARTTLS=true)
     ALERT_EMAIL_FROM, ALERT_EMAIL_TO            sender, comma-separated recipients
     DAGSTER_WEBSERVER_URL                       link target in messages (default http://127.0.0.1:3000)
+    SUCCESS_NOTICE_JOBS                         jobs whose successful runs are announced too
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dagster as dg
 from orchestration.notifiers import NotDelivered, Notifier, SlackWebhook, SmtpEmail
 
 logger = logging.getLogger(__name__)
+NOTICE_JOBS_VARIABLE = "SUCCESS_NOTICE_JOBS"
 
 
 class Alerting(dg.ConfigurableResource):
@@ -69,6 +71,20 @@ def _notify(context, notifiers: Sequence[Notifier], subject: str, body: str) -> 
 def _run_link(run_id: str) -> str:
     base = os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000").rstrip("/")
     return f"{base}/runs/{run_id}"
+
+
+def notice_jobs_from_env(jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition]) -> list:
+    """The jobs `$SUCCESS_NOTICE_JOBS` names (comma-separated), among `jobs`; a name that is none
+    of them is refused, so a typo never silently announces nothing."""
+    names = [name.strip() for name in os.environ.get(NOTICE_JOBS_VARIABLE, "").split(",") if name.strip()]
+    by_name = {job.name: job for job in jobs}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(
+            f"{NOTICE_JOBS_VARIABLE} names {', '.join(repr(n) for n in unknown)}, which is not a job of "
+            f"this project. Fix: use the names of jobs, comma-separated: {', '.join(sorted(by_name))}."
+        )
+    return [by_name[name] for name in names]
 
 
 def alert_sensors(

@@ -96,3 +96,32 @@ def test_the_model_retrains_when_the_sales_metrics_are_updated(defs, data_dir, i
 
     context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor)
     assert not sensor.evaluate_tick(context).run_requests  # nothing new, no second run
+
+
+def test_the_shipped_retry_policy_is_three_attempts_waiting_one_then_two_seconds(defs):
+    for key in ("sales_report", "trained_model"):
+        policy = defs.resolve_assets_def(dg.AssetKey(key)).op.retry_policy
+        assert policy.max_retries + 1 == 3  # attempts in all, as the design's run_with_retry(max_retries=3)
+        assert [policy.calculate_delay(attempt) for attempt in (1, 2)] == [1, 2]
+
+
+@pytest.mark.parametrize("names", ["ml_training", "sales_daily, ml_training"])
+def test_success_notices_for_any_job_named(names, data_dir, monkeypatch):
+    from orchestration.defs.jobs import ml_training, sales_daily
+    from orchestration.ops.alerts import notice_jobs_from_env
+
+    monkeypatch.setenv("SUCCESS_NOTICE_JOBS", names)
+    named = [job.name for job in notice_jobs_from_env([sales_daily, ml_training])]
+    assert named == [name.strip() for name in names.split(",")]
+    defs = importlib.reload(orchestration.definitions).defs
+    assert defs.resolve_sensor_def("run_success_notices").default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_a_notice_job_that_does_not_exist_fails_the_load_naming_it(data_dir, monkeypatch):
+    monkeypatch.setenv("SUCCESS_NOTICE_JOBS", "sales_daily,ml_trainign")
+    with pytest.raises(Exception) as raised:
+        importlib.reload(orchestration.definitions)
+    message = "\n".join(str(e) for e in (raised.value, raised.value.__cause__) if e)
+    assert "SUCCESS_NOTICE_JOBS names 'ml_trainign'" in message and "ml_training, sales_daily" in message
+    monkeypatch.delenv("SUCCESS_NOTICE_JOBS")
+    importlib.reload(orchestration.definitions)
