@@ -36,6 +36,11 @@ PRODUCER = (
     "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines"  # on every event and facet
 )
 RUN_EVENT_SCHEMA = ol.RunEvent._get_schema()  # the spec version openlineage-python writes
+# This project's own facet (processing time, records), its JSON Schema shipped beside this module
+NODE_FACET_SCHEMA = (
+    "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines/blob/main/"
+    "orchestration/lineage/facets/HamiltonNodeRunFacet.json#/$defs/HamiltonNodeRunFacet"
+)
 TRANSFORMATION_SUBTYPES = {
     "IDENTITY": ("DIRECT", "IDENTITY", "Series placed in the frame under its own name"),
     "TRANSFORMATION": ("DIRECT", "TRANSFORMATION", "computed from these columns (Hamilton column nodes)"),
@@ -149,12 +154,15 @@ def asset_event(
     outputs: Sequence[dict] = (),
     error: BaseException | str | None = None,
     at: datetime | None = None,
+    node: dict | None = None,
 ) -> dict:
     """An asset's own run (a child of the Dagster run), serialized; `at` is when it happened
-    (default: now)."""
+    (default: now); `node` is its `hamilton_node` facet (`node_facet`)."""
     run_facets = parts.run_facets
     if error is not None:
         run_facets = {**run_facets, "errorMessage": Serde.to_dict(_error_facet(error))}
+    if node is not None:
+        run_facets = {**run_facets, "hamilton_node": node}
     return {
         "eventType": state.value,
         "eventTime": _iso(at) if at else _now(),
@@ -165,6 +173,15 @@ def asset_event(
         "producer": PRODUCER,
         "schemaURL": RUN_EVENT_SCHEMA,
     }
+
+
+def node_facet(duration_s: float, value: object = None) -> dict:
+    """The `hamilton_node` run facet: how long the node ran and how many records it produced."""
+    facet: dict = {"_producer": PRODUCER, "_schemaURL": NODE_FACET_SCHEMA}
+    facet["processingTimeMs"] = round(max(duration_s, 0.0) * 1000, 3)
+    if isinstance(value, (pd.DataFrame, pd.Series)):
+        facet["recordsProcessed"] = len(value)
+    return facet
 
 
 def _asset_run_facets(run: DagsterRun, error: BaseException | str | None) -> dict:
@@ -187,7 +204,8 @@ def start_of(end_event: dict, at: datetime | None = None) -> dict:
     no datasets, no error. Derived rather than built, as a quick asset's START is spooled with its
     end: it halves the cost of its lineage."""
     run = end_event["run"]
-    run_facets = {name: facet for name, facet in run.get("facets", {}).items() if name != "errorMessage"}
+    ends = ("errorMessage", "hamilton_node")  # what only the end of a run knows
+    run_facets = {name: facet for name, facet in run.get("facets", {}).items() if name not in ends}
     return {
         **end_event,
         "eventType": ol.RunState.START.value,

@@ -78,7 +78,8 @@ class OpenLineageObserver(StepObserver):
             assertions=[_assertion(check) for check in materialized.checks],
             column=asset,
         )
-        self._end(observed, self._job(step, asset), ol.RunState.COMPLETE, inputs, [output])
+        node = events.node_facet(materialized.duration_s, materialized.value)
+        self._end(observed, self._job(step, asset), ol.RunState.COMPLETE, inputs, [output], node=node)
 
     def asset_failed(self, step: StepInfo, asset: str, error: BaseException) -> None:
         if (observed := self._runs.get(step.run_id)) is None or step.will_retry:
@@ -105,12 +106,13 @@ class OpenLineageObserver(StepObserver):
         inputs=(),
         outputs=(),
         error=None,
+        node=None,
     ):
         """START (unless spooled while the node ran: its claim makes this one a no-op) and the end
         event, spooled at `before_report`. The START's claim keeps the asset job, to close the
         asset run should its process die; the end's needs nothing."""
         run_id = observed.run.run_id
-        end = events.asset_event(state, observed.parts, job, inputs, outputs, error)
+        end = events.asset_event(state, observed.parts, job, inputs, outputs, error, node=node)
         start = events.start_of(end, self._started.pop((run_id, job.run_key), None))
         observed.pending.extend(
             [

@@ -1,7 +1,8 @@
 """Validation of events against the OpenLineage JSON Schemas in ../shared/openlineage-spec/.
 
 Every schema file is registered under its `$id`; RunEvents are validated against the core
-schema's `RunEvent`, each facet against its own file, with format checks (date-time, uuid).
+schema's `RunEvent`, each facet against its own file, with format checks (date-time, uuid). This
+project's own facets (`orchestration/lineage/facets/`) are validated the same way.
 """
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 SPEC_DIR = Path(__file__).resolve().parents[3] / "shared" / "openlineage-spec"
+OWN_FACETS = Path(__file__).resolve().parents[2] / "orchestration" / "lineage" / "facets"  # this project's
 CORE_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 
 
@@ -20,7 +22,11 @@ def _registry():
 
     schemas = [
         json.loads(p.read_text())
-        for p in [SPEC_DIR / "OpenLineage.json", *sorted((SPEC_DIR / "facets").glob("*.json"))]
+        for p in [
+            SPEC_DIR / "OpenLineage.json",
+            *sorted((SPEC_DIR / "facets").glob("*.json")),
+            *sorted(OWN_FACETS.glob("*.json")),
+        ]
     ]
     registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
     facet_files = {Path(s["$id"]).stem: s for s in schemas}

@@ -123,6 +123,15 @@ def test_facets_of_an_asset_run(shipped_run):
         "error",
     )
     assert "in range" in assertion["description"]
+    node = event["run"]["facets"]["hamilton_node"]  # this project's facet, validated by its schema above
+    assert node["processingTimeMs"] >= 0
+    assert node["recordsProcessed"] == output["outputFacets"]["outputStatistics"]["rowCount"]
+    assert (
+        "recordsProcessed"
+        not in completes(events)["ml_pipeline.trained_model"]["run"]["facets"]["hamilton_node"]
+    )
+    starts = [e for e in events if e["eventType"] == "START" and "parent" in e["run"]["facets"]]
+    assert starts and not any("hamilton_node" in e["run"]["facets"] for e in starts)  # only an end knows
 
 
 def column_sources(event) -> dict[str, set[tuple[str, str]]]:
