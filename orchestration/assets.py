@@ -195,7 +195,7 @@ class _DataflowAssets:
                 retry_policy=options.retry_policy,
                 backfill_policy=options.backfill_policy,
                 pool=options.pool,
-                op_tags=options.op_tags,
+                op_tags={**(options.op_tags or {}), lineage_runs.DATAFLOW_TAG: self.dataflow.name},
                 resource_defs={self.runtime_key: self.runtime},
                 hooks={lineage_runs.step_succeeded, lineage_runs.step_failed},
             )

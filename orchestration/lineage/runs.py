@@ -22,6 +22,8 @@ from openlineage.client.event_v2 import RunState
 from orchestration.lineage import client, events
 
 logger = logging.getLogger(__name__)
+DATAFLOW_TAG = "hamilton/dataflow"  # an op tag on every Hamilton step: the dataflow it runs
+AD_HOC_JOBS = ("__ASSET_JOB", "__ephemeral_asset_job__")  # Dagster's names for "just these assets"
 _STEP_ENDS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED}
 
 
@@ -38,12 +40,22 @@ def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterR
         nominal_start = datetime.fromisoformat(scheduled)
     return events.DagsterRun(
         run_id=run_id,
-        job_name=run.job_name,
+        job_name=lineage_job_name(instance, run),
         created=created if created.tzinfo else created.replace(tzinfo=UTC),
         nominal_start=nominal_start,
         nominal_end=nominal_end,
         tags=dict(run.tags),
     )
+
+
+def lineage_job_name(instance, run: dg.DagsterRun) -> str:
+    """The run-level job's name: the Dagster job's, or for an ad-hoc materialization (Dagster's
+    `__ASSET_JOB`) the dataflows it ran, joined by '+', so runs of one dataflow group together."""
+    if run.job_name not in AD_HOC_JOBS or not run.execution_plan_snapshot_id:
+        return run.job_name
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    dataflows = {(step.tags or {}).get(DATAFLOW_TAG) for step in plan.steps}
+    return "+".join(sorted(name for name in dataflows if name)) or run.job_name
 
 
 def start_run(run: events.DagsterRun) -> None:

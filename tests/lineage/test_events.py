@@ -71,14 +71,15 @@ def test_exactly_one_start_and_one_terminal_event_per_run_id(shipped_run):
 def test_asset_runs_are_children_of_the_dagster_run_with_deterministic_ids(shipped_run, instance):
     result, events = shipped_run
     run_events = [e for e in events if "parent" not in e["run"]["facets"]]
-    assert {e["job"]["name"] for e in run_events} == {"__ephemeral_asset_job__"}
+    # an ad-hoc materialization is named after the dataflows it ran, not Dagster's __ephemeral_asset_job__
+    assert {e["job"]["name"] for e in run_events} == {"ml_pipeline+sales_analytics"}
     created = instance.get_run_record_by_id(result.run_id).create_timestamp.replace(tzinfo=UTC)
     run_uuid = str(generate_static_uuid(created, f"dagster-run:{result.run_id}".encode()))
     assert run_events[0]["run"]["runId"] == run_uuid
     report = completes(events)["sales_analytics.sales_report"]
     parent = report["run"]["facets"]["parent"]
     assert parent["run"]["runId"] == run_uuid and parent["root"]["run"]["runId"] == run_uuid
-    assert parent["job"]["name"] == parent["root"]["job"]["name"] == "__ephemeral_asset_job__"
+    assert parent["job"]["name"] == parent["root"]["job"]["name"] == "ml_pipeline+sales_analytics"
     assert report["run"]["runId"] == str(
         generate_static_uuid(created, f"{result.run_id}:sales_report".encode())
     )
@@ -203,18 +204,15 @@ def test_a_failing_run_ends_with_fail_events_and_the_stack_trace(make_module, da
     states = [(e["job"]["name"].split(".")[-1], e["eventType"]) for e in events]
     assert sorted(states) == sorted(
         [
-            ("__ephemeral_asset_job__", "START"),
+            (flow.__name__, "START"),
             ("a", "START"),
             ("a", "COMPLETE"),
             ("b", "START"),
             ("b", "FAIL"),
-            ("__ephemeral_asset_job__", "FAIL"),
+            (flow.__name__, "FAIL"),
         ]
     )
-    assert states[0] == ("__ephemeral_asset_job__", "START") and states[-1] == (
-        "__ephemeral_asset_job__",
-        "FAIL",
-    )
+    assert states[0] == (flow.__name__, "START") and states[-1] == (flow.__name__, "FAIL")
     assert states.index(("b", "START")) < states.index(("b", "FAIL"))
     failed_asset = events[states.index(("b", "FAIL"))]["run"]["facets"]["errorMessage"]
     assert failed_asset["message"] == "ValueError: b is broken"
@@ -311,6 +309,17 @@ def test_a_canceled_run_ends_with_abort_from_the_sensor(make_module, data_dir, i
     require_spec()
     for event in events:
         validate_event(event)
+
+
+def test_a_job_names_its_runs_and_one_dataflow_names_an_ad_hoc_run(make_module, data_dir, instance):
+    flow = make_module("def one() -> int:\n    return 1\n", name="orders_flow")
+    assets = hamilton_assets(flow)
+    job = dg.define_asset_job("nightly_orders", selection=[assets])
+    defs = dg.Definitions(assets=[assets], jobs=[job])
+    assert defs.resolve_job_def("nightly_orders").execute_in_process(instance=instance).success
+    assert dg.materialize([assets], instance=instance).success
+    names = [e["job"]["name"] for e in read_events(data_dir) if "parent" not in e["run"]["facets"]]
+    assert names == ["nightly_orders", "nightly_orders", "orders_flow", "orders_flow"]
 
 
 def test_datasets_in_an_object_store_are_named_by_bucket_and_key():
