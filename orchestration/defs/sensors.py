@@ -2,7 +2,8 @@
 every run's end reaches lineage and, on failure, the alert channels.
 
 `LANDING_SENSOR_INTERVAL_S` (default 30) paces the landing sensor; `SUCCESS_NOTICE_JOBS` (e.g.
-`sales_daily,ml_training`) also announces those jobs' successful runs.
+`sales_daily,ml_training`) also announces those jobs' successful runs; `CHECK_WARNING_ALERTS=true`
+sends a message for each successful run whose warn-level checks failed.
 """
 
 import os
@@ -13,7 +14,7 @@ from hamilton_pipelines.sales_files import sales_date_of, sales_file_problem
 from orchestration import HamiltonComponent
 from orchestration.defs.jobs import ml_training, sales_daily
 from orchestration.lineage.runs import lineage_sensors
-from orchestration.ops.alerts import alert_sensors, notice_jobs_from_env
+from orchestration.ops.alerts import alert_sensors, check_warnings_from_env, notice_jobs_from_env
 from orchestration.ops.landing_sensor import landing_sensor
 
 
@@ -43,6 +44,6 @@ def defs(context: dg.ComponentLoadContext) -> dg.Definitions:
             ),
             retrain_on_sales_metrics,
             *lineage_sensors(),
-            *alert_sensors(notice),
+            *alert_sensors(notice, check_warnings=check_warnings_from_env()),
         ]
     )

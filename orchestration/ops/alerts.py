@@ -7,6 +7,8 @@
     ALERT_EMAIL_FROM, ALERT_EMAIL_TO            sender, comma-separated recipients
     DAGSTER_WEBSERVER_URL                       link target in messages (default http://127.0.0.1:3000)
     SUCCESS_NOTICE_JOBS                         jobs whose successful runs are announced too
+    CHECK_WARNING_ALERTS=true                   a message for each successful run whose warn-level
+                                                checks failed (one per run, however many failed)
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import os
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
 from orchestration.notifiers import NotDelivered, Notifier, SlackWebhook, SmtpEmail
 
 logger = logging.getLogger(__name__)
 NOTICE_JOBS_VARIABLE = "SUCCESS_NOTICE_JOBS"
+CHECK_WARNINGS_VARIABLE = "CHECK_WARNING_ALERTS"
 
 
 class Alerting(dg.ConfigurableResource):
@@ -87,11 +91,38 @@ def notice_jobs_from_env(jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJob
     return [by_name[name] for name in names]
 
 
+def check_warnings_from_env() -> bool:
+    """`$CHECK_WARNING_ALERTS`: `true` turns the check-warning messages on (off by default)."""
+    value = os.environ.get(CHECK_WARNINGS_VARIABLE, "").strip().lower()
+    if value not in ("", "true", "false"):
+        raise ValueError(f"{CHECK_WARNINGS_VARIABLE}={value!r}: give true or false.")
+    return value == "true"
+
+
+def failed_warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The run's failed warn-level asset checks, as `asset:check (description)` lines, in order."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    lines = []
+    for record in records.records:
+        evaluation = record.event_log_entry.get_dagster_event().event_specific_data
+        if (
+            not isinstance(evaluation, AssetCheckEvaluation)
+            or evaluation.passed
+            or evaluation.severity != dg.AssetCheckSeverity.WARN
+        ):
+            continue
+        description = f" ({evaluation.description})" if evaluation.description else ""
+        lines.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}{description}")
+    return lines
+
+
 def alert_sensors(
     notice_jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = (),
+    check_warnings: bool = False,
 ) -> list[dg.SensorDefinition]:
-    """A run-failure sensor for every job, and success notices for `notice_jobs`; both use the
-    `alerting` resource (see `alerting_from_env`)."""
+    """A run-failure sensor for every job, success notices for `notice_jobs`, and with
+    `check_warnings` a message for each successful run whose warn-level checks failed (a failed
+    run already alerts); all use the `alerting` resource (see `alerting_from_env`)."""
 
     @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING)
     def run_failure_alerts(context: dg.RunFailureSensorContext, alerting: Alerting):
@@ -112,8 +143,31 @@ def alert_sensors(
         outcome = _notify(context, alerting.notifiers(), f"[dagster] {run.job_name} failed", body)
         return dg.SkipReason(f"alert for run {run.run_id}: {outcome}")
 
+    sensors: list[dg.SensorDefinition] = [run_failure_alerts]
+    if check_warnings:
+
+        @dg.run_status_sensor(
+            run_status=dg.DagsterRunStatus.SUCCESS,
+            name="check_warning_alerts",
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )
+        def check_warning_alerts(context: dg.RunStatusSensorContext, alerting: Alerting):
+            run = context.dagster_run
+            warnings = failed_warnings(context.instance, run.run_id)
+            if not warnings:
+                return dg.SkipReason(f"run {run.run_id}: no warn-level check failed")
+            body = (
+                f"Run {run.run_id} of job {run.job_name} succeeded, but {len(warnings)} warn-level "
+                "check(s) failed:\n" + "\n".join(f"- {line}" for line in warnings) + "\n"
+                f"Partition: {run.tags.get('dagster/partition', '-')}\nLogs: {_run_link(run.run_id)}"
+            )
+            subject = f"[dagster] {run.job_name}: {len(warnings)} check warning(s)"
+            outcome = _notify(context, alerting.notifiers(), subject, body)
+            return dg.SkipReason(f"check warnings of run {run.run_id}: {outcome}")
+
+        sensors.append(check_warning_alerts)
     if not notice_jobs:
-        return [run_failure_alerts]
+        return sensors
 
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS,
@@ -130,4 +184,4 @@ def alert_sensors(
         outcome = _notify(context, alerting.notifiers(), f"[dagster] {run.job_name} succeeded", body)
         return dg.SkipReason(f"notice for run {run.run_id}: {outcome}")
 
-    return [run_failure_alerts, run_success_notices]
+    return [*sensors, run_success_notices]

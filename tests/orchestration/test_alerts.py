@@ -10,7 +10,7 @@ from aiosmtpd.controller import Controller
 
 from orchestration import hamilton_assets
 from orchestration.notifiers import SlackWebhook, SmtpEmail
-from orchestration.ops.alerts import Alerting, alert_sensors, alerting_from_env
+from orchestration.ops.alerts import Alerting, alert_sensors, alerting_from_env, check_warnings_from_env
 from tests.conftest import run_event
 from tests.support.ports import free_port
 
@@ -139,3 +139,42 @@ def test_secrets_are_configured_through_envvar_so_the_ui_shows_only_names(monkey
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://hooks.example/marker-secret-hook-4711")
     slack = alerting_from_env().slack
     assert isinstance(slack._get_non_default_public_field_values()["url"], dg.EnvVar)
+
+
+WARNING_FLOW = """
+from hamilton.function_modifiers import check_output
+
+
+@check_output(range=(0, 10), importance="warn")
+def score() -> int:
+    '''Out of its usual band today.'''
+    return 42
+
+
+@check_output(range=(0, 10), importance="warn")
+def steady() -> int:
+    return 5
+"""
+
+
+def test_failed_warn_level_checks_reach_a_person_once_per_run(
+    webhook, make_module, data_dir, instance, monkeypatch
+):
+    url, received = webhook
+    flow = make_module(WARNING_FLOW)
+    result = dg.materialize([hamilton_assets(flow)], instance=instance)
+    assert result.success  # a warn-level check never fails the run
+    run = instance.get_run_by_id(result.run_id)
+    success = run_event(instance, run.run_id, dg.DagsterEventType.RUN_SUCCESS)
+    assert [s.name for s in alert_sensors()] == ["run_failure_alerts"]  # opt-in
+    [_, warnings] = alert_sensors(check_warnings=True)
+
+    evaluate(warnings, instance, run, success, {"alerting": Alerting(slack=SlackWebhook(url=url))})
+
+    [(_, payload)] = received  # one message however many checks failed
+    assert "1 warn-level check(s) failed" in payload["text"] and "score:range_validator" in payload["text"]
+    assert "steady" not in payload["text"] and run.run_id in payload["text"]
+
+    monkeypatch.setenv("CHECK_WARNING_ALERTS", "yes please")
+    with pytest.raises(ValueError, match="CHECK_WARNING_ALERTS='yes please': give true or false"):
+        check_warnings_from_env()
