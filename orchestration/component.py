@@ -50,6 +50,7 @@ from orchestration.runtime import HamiltonRuntime
 from orchestration.storage.formats import ValueFormat
 from orchestration.translator import HamiltonTranslator, automation_condition
 
+KIND_TAG = "dagster/kind/"
 PartitionsModel = (
     HourlyPartitionsDefinitionModel
     | DailyPartitionsDefinitionModel
@@ -116,7 +117,7 @@ def _import_modules(context: dg.ResolutionContext, paths: Sequence[str]) -> list
         try:
             module = importlib.import_module(path)
         except ModuleNotFoundError as error:
-            if error.name == path:
+            if error.name is None or path == error.name or path.startswith(error.name + "."):
                 fix = "give the dotted name of a Hamilton module importable here (installed, or under the project root)"
                 raise DataflowError(
                     f"modules: cannot import '{path}': it was not found. Fix: {fix}."
@@ -192,12 +193,11 @@ def _partitions(context: dg.ResolutionContext, model: BaseModel | None) -> dg.Pa
 def _retry_policy(context: dg.ResolutionContext, model: RetryPolicyModel | None) -> dg.RetryPolicy | None:
     if model is None:
         return None
-    values = RetryPolicyModel.model_validate(context.resolve_value(model.model_dump()))
     return dg.RetryPolicy(
-        max_retries=values.max_retries,
-        delay=values.delay,
-        backoff=dg.Backoff(values.backoff.upper()) if values.backoff else None,
-        jitter=dg.Jitter(values.jitter.upper()) if values.jitter else None,
+        max_retries=model.max_retries,
+        delay=model.delay,
+        backoff=dg.Backoff(model.backoff.upper()) if model.backoff else None,
+        jitter=dg.Jitter(model.jitter.upper()) if model.jitter else None,
     )
 
 
@@ -212,7 +212,41 @@ def _automation(context: dg.ResolutionContext, template: str | None) -> str | No
 
 
 def _runtime(context: dg.ResolutionContext, values: Mapping[str, Any] | None) -> HamiltonRuntime | None:
-    return None if values is None else HamiltonRuntime(**context.resolve_value(values))
+    if values is None:
+        return None
+    unknown = sorted(set(values) - set(HamiltonRuntime.model_fields))
+    if unknown:
+        raise DataflowError(
+            f"runtime.{unknown[0]} is not a field of HamiltonRuntime; its fields are: "
+            f"{', '.join(HamiltonRuntime.model_fields)}."
+        )
+    return HamiltonRuntime(**context.resolve_value(values))
+
+
+def _flag(context: dg.ResolutionContext, value: bool | str) -> bool:
+    """`split_by_group`: a boolean, also from a template (`"{{ env('SPLIT', 'false') }}"`)."""
+    resolved: Any = context.resolve_value(value, as_type=object)
+    if isinstance(resolved, bool):
+        return resolved
+    if str(resolved).strip().lower() in ("true", "false"):
+        return str(resolved).strip().lower() == "true"
+    raise DataflowError(f"split_by_group: {resolved!r} is not true or false.")
+
+
+def _nodes_at_once(context: dg.ResolutionContext, value: int | str | None) -> int | None:
+    """`max_parallel_nodes`: a whole number of 1 or more, also from a template."""
+    resolved: Any = context.resolve_value(value, as_type=object)
+    if resolved is None:
+        return None
+    try:
+        number = int(str(resolved))
+    except ValueError:
+        raise DataflowError(f"max_parallel_nodes: {resolved!r} is not a whole number.") from None
+    if number < 1:
+        raise DataflowError(
+            f"max_parallel_nodes: {number} is below 1; leave it out to run one node at a time."
+        )
+    return number
 
 
 class HamiltonComponentScaffolder(dg.Scaffolder[ScaffoldParams]):
@@ -294,7 +328,12 @@ class HamiltonComponent(dg.Component, dg.Resolvable):
         ),
     ] = None
     split_by_group: Annotated[
-        bool, dg.Resolver.default(description="One step per asset group, so groups run in parallel.")
+        bool,
+        dg.Resolver(
+            _flag,
+            model_field_type=bool | str,
+            description="One step per asset group, so groups run in parallel.",
+        ),
     ] = False
     store: Annotated[
         str | None,
@@ -309,7 +348,12 @@ class HamiltonComponent(dg.Component, dg.Resolvable):
         ),
     ] = ()
     max_parallel_nodes: Annotated[
-        int | None, dg.Resolver.default(description="Independent nodes run at once, in threads.")
+        int | None,
+        dg.Resolver(
+            _nodes_at_once,
+            model_field_type=int | str | None,
+            description="Independent nodes run at once, in threads.",
+        ),
     ] = None
     progress_callbacks: Annotated[
         Sequence[Callable],
@@ -362,7 +406,10 @@ class HamiltonComponent(dg.Component, dg.Resolvable):
 
     @cached_property
     def base_translator(self) -> HamiltonTranslator:
-        return self.get_translator()
+        translator = self.get_translator()
+        if self.automation and translator.automation is None:  # `automation:` holds for yours too
+            translator.automation = self.automation
+        return translator
 
     def get_asset_spec(self, node: HamiltonNode) -> dg.AssetSpec:
         """One node's spec before `translation` (dependencies are added afterwards)."""
@@ -414,7 +461,7 @@ class HamiltonComponent(dg.Component, dg.Resolvable):
                 upstream_assets=list(self.upstream_assets),
                 options=self.step_options(),
             )
-        except (DataflowError, ValueError) as error:
+        except (DataflowError, ValueError, TypeError) as error:
             raise DataflowError(f"{_defs_file(context)}: {error}") from None
         return dg.Definitions(assets=assets if isinstance(assets, list) else [assets])
 
@@ -449,7 +496,8 @@ class ComponentTranslator(HamiltonTranslator):
         return list(self._attribute(node, "owners"))
 
     def get_tags(self, node: HamiltonNode) -> dict[str, str]:
-        return dict(self._attribute(node, "tags"))
+        """The node's tags without Dagster's kind tags, as the Python path's `get_tags` has them."""
+        return {k: v for k, v in self._attribute(node, "tags").items() if not k.startswith(KIND_TAG)}
 
     def get_asset_spec(
         self,
@@ -460,13 +508,19 @@ class ComponentTranslator(HamiltonTranslator):
     ) -> dg.AssetSpec:
         """The translated spec with the dataflow's dependencies, built once (a spec costs ~30 µs)."""
         spec, changes = self._translated(node)
-        added = [dep.asset_key for dep in changes.get("deps", spec.deps)]
+        added = [dg.AssetDep(dep).asset_key for dep in changes.get("deps", spec.deps)]  # keys or AssetDeps
         attributes = {**changes, "deps": [*(self._key_of(up) for up in upstream), *extra_deps, *added]}
         schema = self.component.base_translator.get_column_schema(node, columns)
         metadata = attributes.get("metadata", spec.metadata)
         if schema is not None and "dagster/column_schema" not in metadata:
             attributes["metadata"] = {**metadata, "dagster/column_schema": schema}
-        return spec.replace_attributes(**attributes)
+        try:
+            return spec.replace_attributes(**attributes)
+        except Exception as error:  # a rendered value of the wrong type: name the node
+            raise DataflowError(
+                f"translation: the attributes rendered for node '{node.name}' do not make an asset spec "
+                f"({type(error).__name__}: {error})."
+            ) from None
 
 
 def _defs_file(context: dg.ComponentLoadContext) -> str:

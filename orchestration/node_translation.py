@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from orchestration.errors import DataflowError
 
 MERGED = ("tags", "metadata")
-REPLACEABLE = (  # what `AssetSpec.replace_attributes` takes, but deps: the translator adds those
+REPLACEABLE = (  # what `AssetSpec.replace_attributes` takes, but deps (added to the dataflow's own)
     "key",
     "description",
     "metadata",
@@ -73,7 +73,7 @@ class NodeTranslation:
         """The spec's attributes this translation sets for `node`, tags and metadata merged in."""
         if self.whole is not None:
             translated = self.whole.get_asset_spec(spec, {"node": node, "spec": spec})
-            return {name: getattr(translated, name) for name in REPLACEABLE}
+            return {**{name: getattr(translated, name) for name in REPLACEABLE}, "deps": translated.deps}
         attributes = dict(self.fixed)
         if self.templates:
             scope = {**self.context.scope, "node": node, "spec": spec}
@@ -95,14 +95,21 @@ class NodeTranslation:
             )
         for name in MERGED:
             if name in attributes:
-                attributes[name] = {**getattr(spec, name), **attributes[name]}
+                kept = getattr(spec, name)
+                if name == "tags" and "kinds" in attributes:  # replaced kinds drop the old kind tags
+                    kept = {key: value for key, value in kept.items() if not key.startswith("dagster/kind/")}
+                attributes[name] = {**kept, **attributes[name]}
         return attributes
 
 
 def _converted(name: str, value: Any) -> Any:
     """A rendered value as the spec takes it, as Dagster's resolvers convert the same fields."""
-    if name == "key" and isinstance(value, str):
-        return dg.AssetKey.from_user_string(value)
+    if name == "key":
+        return (
+            dg.AssetKey.from_user_string(value)
+            if isinstance(value, str)
+            else dg.AssetKey.from_coercible(value)
+        )
     if name == "deps":
         return [dg.AssetKey.from_user_string(v) if isinstance(v, str) else v for v in value]
     if name == "tags":

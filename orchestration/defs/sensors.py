@@ -40,10 +40,17 @@ def defs(context: dg.ComponentLoadContext) -> dg.Definitions:
                 partition_of=sales_date_of,
                 problem_of=sales_file_problem,
                 partitions_def=sales.partitions_def,
-                minimum_interval_seconds=int(os.environ.get("LANDING_SENSOR_INTERVAL_S", "30")),
+                minimum_interval_seconds=_seconds("LANDING_SENSOR_INTERVAL_S", 30),
             ),
             retrain_on_sales_metrics,
             *lineage_sensors(),
             *alert_sensors(notice, check_warnings=check_warnings_from_env()),
         ]
     )
+
+
+def _seconds(variable: str, default: int) -> int:
+    value = os.environ.get(variable) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{variable}={value!r}: give a whole number of seconds, 1 or more.")
+    return int(value)

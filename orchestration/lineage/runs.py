@@ -54,7 +54,8 @@ def lineage_job_name(instance, run: dg.DagsterRun) -> str:
     if run.job_name not in AD_HOC_JOBS or not run.execution_plan_snapshot_id:
         return run.job_name
     plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-    dataflows = {(step.tags or {}).get(DATAFLOW_TAG) for step in plan.steps}
+    ran = set(run.step_keys_to_execute or [step.key for step in plan.steps])  # a re-run of a subset
+    dataflows = {(step.tags or {}).get(DATAFLOW_TAG) for step in plan.steps if step.key in ran}
     return "+".join(sorted(name for name in dataflows if name)) or run.job_name
 
 

@@ -297,3 +297,36 @@ def test_translation_as_one_template_and_a_failing_template():
     )
     assert "translation.group_name: rendering it for node 'orders' failed" in message
     assert "defs.yaml" in message
+
+
+def test_review_cases_translation_deps_kinds_flags_and_automation(monkeypatch):
+    monkeypatch.setenv("SPLIT", "false")
+    attributes = f"""
+        modules: [{FLOW}]
+        config: {{region: emea}}
+        split_by_group: "{{{{ env('SPLIT') }}}}"
+        max_parallel_nodes: "{{{{ env('NODES', '2') }}}}"
+        translation: {{deps: [external/thing], kinds: [snowflake], tags: {{a: b}}}}
+    """
+    with loaded(attributes) as (component, defs):
+        assert len(defs.assets) == 1 and component.max_parallel_nodes == 2  # 'false' is false
+        report = spec_of(defs, "report")
+        assert {d.asset_key.to_user_string() for d in report.deps} == {"total", "external/thing"}
+        assert report.kinds == {"snowflake"} and _own(report.tags) == {"a": "b", "team": "sales"}
+    own = f"modules: [{FLOW}]\nconfig: {{region: emea}}\nautomation: eager"
+    with create_defs_folder_sandbox() as sandbox:
+        folder = sandbox.defs_folder_path / "own"
+        folder.mkdir()
+        body = textwrap.indent(own, "  ")
+        (folder / "defs.yaml").write_text(f"type: {__name__}.OwnTranslator\nattributes:\n{body}\n")
+        with sandbox.load_component_and_build_defs(defs_path=folder) as (_, defs):
+            assert spec_of(defs, "short/rep").automation_condition is not None  # `automation:` still holds
+    for bad, says in [
+        ("runtime: {stor_url: /tmp/x}", "runtime.stor_url is not a field of HamiltonRuntime"),
+        ("split_by_group: sometimes", "split_by_group: 'sometimes' is not true or false"),
+        ("max_parallel_nodes: 0", "max_parallel_nodes: 0 is below 1"),
+        ('translation: {group_name: "{{ 2024 }}"}', "the attributes rendered for node"),
+        ("modules: [nopkg.flow]", "cannot import 'nopkg.flow': it was not found"),
+    ]:
+        extra = "" if bad.startswith("modules") else f"modules: [{FLOW}]\n"
+        assert says in load_error(f"{extra}config: {{region: emea}}\n{bad}"), bad
