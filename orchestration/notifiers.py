@@ -16,16 +16,9 @@ from email.message import EmailMessage
 
 import dagster as dg
 
+from orchestration.errors import NotDelivered
+
 TIMEOUT_S = 10
-
-
-class NotDelivered(Exception):
-    """A notifier could not deliver; the message never contains the notifier's secrets.
-    `timed_out`: the target took the connection but did not answer in time (it hangs)."""
-
-    def __init__(self, reason: str, timed_out: bool = False):
-        super().__init__(reason)
-        self.timed_out = timed_out
 
 
 def _without_url(error: Exception) -> str:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from orchestration.notifiers import NotDelivered
+from orchestration.errors import NotDelivered
 
 ProgressCallback = Callable[[str, float, str], None]
 logger = logging.getLogger(__name__)
