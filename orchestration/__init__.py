@@ -4,8 +4,8 @@
 group) build the assets; `HamiltonTranslator` decides how each node looks in Dagster;
 `StepOptions` says how steps run and `HamiltonRuntime` what they read when they do; a
 `StepObserver` follows a step as it runs. `HamiltonComponent` declares a dataflow in a `dg`
-project's `defs.yaml`. `ProgressAdapter` brings the same progress callbacks to a plain Hamilton
-driver.
+project's `defs.yaml`. `OpenLineageAdapter`, `ProgressAdapter` and `PrometheusAdapter` bring
+the same lineage, progress callbacks and metrics to a plain Hamilton driver.
 
 Names are imported when first used (PEP 562), so `from orchestration import ProgressAdapter`
 does not import Dagster: plain Hamilton users need not pay for it.
@@ -24,7 +24,9 @@ _HOMES = {
     "HamiltonTranslator": "orchestration.translator",
     "Materialized": "orchestration.observers",
     "MissingUpstreamError": "orchestration.errors",
+    "OpenLineageAdapter": "orchestration.adapters.openlineage",
     "ProgressAdapter": "orchestration.adapters.progress",
+    "PrometheusAdapter": "orchestration.adapters.prometheus",
     "ProgressSettings": "orchestration.monitoring.progress",
     "StepInfo": "orchestration.observers",
     "StepObserver": "orchestration.observers",
@@ -44,7 +46,9 @@ __all__ = [
     "HamiltonTranslator",
     "Materialized",
     "MissingUpstreamError",
+    "OpenLineageAdapter",
     "ProgressAdapter",
+    "PrometheusAdapter",
     "ProgressSettings",
     "StepInfo",
     "StepObserver",
@@ -58,7 +62,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from orchestration.adapters.openlineage import OpenLineageAdapter
     from orchestration.adapters.progress import ProgressAdapter
+    from orchestration.adapters.prometheus import PrometheusAdapter
     from orchestration.assets import hamilton_assets, hamilton_assets_by_group
     from orchestration.component import HamiltonComponent, TemplateNode
     from orchestration.errors import DataflowError, MissingUpstreamError, StorageError

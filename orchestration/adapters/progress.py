@@ -17,11 +17,11 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import pandas as pd
 from hamilton.lifecycle import GraphExecutionHook, NodeExecutionHook
 
 from orchestration.monitoring.callbacks import CallbackThread, ProgressCallback
 from orchestration.monitoring.progress import StepProgress
+from orchestration.values import row_count
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ class ProgressAdapter(GraphExecutionHook, NodeExecutionHook):
             return
         seconds = time.perf_counter() - self._started.pop(node_name, time.perf_counter())
         if success:
-            rows = len(result) if isinstance(result, (pd.DataFrame, pd.Series)) else None
-            message = self._progress.finished(node_name, seconds, rows)
+            message = self._progress.finished(node_name, seconds, row_count(result))
         else:
             message = f"{node_name} failed: {type(error).__name__}: {error}"
         self._thread.send(node_name, self._progress.percent, message)

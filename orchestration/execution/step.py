@@ -23,8 +23,9 @@ from orchestration.monitoring.live_nodes import NodeWatch
 from orchestration.monitoring.progress import StepProgress, usual_durations
 from orchestration.observers import Materialized, ObserverGroup, StepInfo, StepObserver
 from orchestration.storage.formats import DEFAULT_FORMATS
-from orchestration.storage.metadata import materialization_metadata, row_count
+from orchestration.storage.metadata import materialization_metadata
 from orchestration.storage.store import ValueStore
+from orchestration.values import row_count
 
 if TYPE_CHECKING:
     from orchestration.execution.plan import ExecutionPlan

@@ -3,8 +3,10 @@ background delivery per data directory, and `emit`, which only spools (see `line
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ logger = logging.getLogger(__name__)
 RUN_END_WAIT_S = 0.5  # at most this long when a run ends, and only while delivery progresses
 ALIASES = "OPENLINEAGE__TRANSPORT__TRANSPORTS__DEFAULT_HTTP"  # openlineage-python writes these itself
 _deliveries: dict[tuple, LineageDelivery] = {}
+_exit_wait_s: float | None = None  # set by `deliver_before_exit`
 
 
 def enabled() -> bool:
@@ -130,3 +133,27 @@ def once(run_id: str, what: str, asset_key: str = "") -> str:
 def drain(timeout_s: float = RUN_END_WAIT_S) -> None:
     """Gives the background delivery a moment to send, but only while it keeps succeeding."""
     delivery().drain(timeout_s)
+
+
+def deliver_before_exit(timeout_s: float) -> None:
+    """Makes this process deliver what it spooled before it exits, waiting at most `timeout_s` in
+    all (the longest wait asked for wins); what is left stays spooled for the next run or `flush`.
+    For processes without Dagster's lineage sensor, such as a plain Hamilton driver's."""
+    global _exit_wait_s
+    if _exit_wait_s is None:
+        atexit.register(_deliver_at_exit)
+    _exit_wait_s = max(timeout_s, _exit_wait_s or 0.0)
+
+
+def _deliver_at_exit() -> None:
+    deadline = time.monotonic() + (_exit_wait_s or 0.0)
+    for target in list(_deliveries.values()):
+        left = target.flush(max(0.0, deadline - time.monotonic()))
+        if left:
+            logger.warning(
+                "%d OpenLineage event(s) not delivered before exit (%s); kept in %s. Fix: check the "
+                "backend, then run `python -m orchestration.lineage.cli flush`.",
+                left,
+                target.last_error or "no answer in time",
+                target.spool.path,
+            )

@@ -177,6 +177,18 @@ class LineageDelivery:
                     return
                 self._progress.wait(min(stuck_s, max(0.0, deadline - time.monotonic())))
 
+    def flush(self, timeout_s: float) -> int:
+        """Sends what is spooled, waiting at most `timeout_s` (a hung backend cannot hold the
+        caller longer) and returning at the first failure; returns how many events are left."""
+        if not len(self.spool):
+            return 0
+        sender = threading.Thread(
+            target=self.deliver_pending, args=(timeout_s,), name="openlineage-flush", daemon=True
+        )
+        sender.start()
+        sender.join(timeout_s)
+        return len(self.spool)
+
     def deliver_pending(self, wait_for_lock_s: float = 0.0) -> tuple[int, int]:
         """Sends what is spooled, in order, in this thread; returns (sent, still pending)."""
         lock_path = self.spool.folder / ".deliver.lock"

@@ -1,11 +1,14 @@
-"""OpenLineage events for Dagster runs and Hamilton assets (naming and facets: docs/lineage.md).
+"""OpenLineage events for Dagster runs, plain Hamilton executions and Hamilton assets (naming
+and facets: docs/lineage.md).
 
-- The Dagster run is one OpenLineage run of job `<Dagster job name>`.
+- The Dagster run (or, without Dagster, the Hamilton execution) is one OpenLineage run of job
+  `<Dagster job name>` (or `<dataflow>`).
 - Each asset is its own job, `<dataflow>.<asset key parts joined by '.'>`, whose run's `parent`
-  (and `root`) facet points at the Dagster run.
-- RunIds are deterministic UUIDv7s from the Dagster run's creation time and id (plus the asset
-  key), so a retried step or a re-delivered event never makes a second run.
-- Datasets are the stored files: namespace `file`, name = absolute path.
+  (and `root`) facet points at that run.
+- RunIds are deterministic UUIDv7s from the run's creation time and id (plus the asset key), so a
+  retried step or a re-delivered event never makes a second run.
+- Datasets are the stored files: namespace `file`, name = absolute path; a value nothing stores
+  is named by its dataflow and node (`named_dataset`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from openlineage.client.uuid import generate_static_uuid
 from upath import UPath
 
 from orchestration.column_lineage import ColumnSource
+from orchestration.values import row_count
 
 DEFAULT_NAMESPACE = "dagster"
 FILE_NAMESPACE = "file"
+HAMILTON_SCHEME = "hamilton://"  # the namespace of values a plain Hamilton execution keeps in memory
 PRODUCER = (
     "https://github.com/hamilton-dagster-pipelines/hamilton-dagster-pipelines"  # on every event and facet
 )
@@ -66,8 +71,9 @@ ADAPTER_VERSION = _version("hamilton-dagster-pipelines")
 
 
 @dataclass(frozen=True)
-class DagsterRun:
-    """What every event of one Dagster run shares."""
+class LineageRun:
+    """What every event of one run shares: a Dagster run, or a plain Hamilton execution
+    (`engine="Hamilton"`), the parent of its asset runs."""
 
     run_id: str
     job_name: str
@@ -75,6 +81,7 @@ class DagsterRun:
     nominal_start: datetime | None = None
     nominal_end: datetime | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    engine: str = "Dagster"  # the processing engine, and the job's integration in upper case
 
     @property
     def openlineage_run_id(self) -> str:
@@ -113,16 +120,18 @@ class AssetJob:
         return self.asset_key if self.partition is None else f"{self.asset_key}@{self.partition}"
 
 
-def run_event(state: ol.RunState, run: DagsterRun, error: BaseException | str | None = None) -> ol.RunEvent:
+def run_event(state: ol.RunState, run: LineageRun, error: BaseException | str | None = None) -> ol.RunEvent:
     return ol.RunEvent(
         eventType=state,
         eventTime=_now(),
-        run=ol.Run(runId=run.openlineage_run_id, facets=_run_facets(run, "Dagster", error)),
+        run=ol.Run(runId=run.openlineage_run_id, facets=_run_facets(run, run.engine, error)),
         job=ol.Job(
             namespace=namespace(),
             name=run.job_name,
             facets={
-                "jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "DAGSTER", "JOB", producer=PRODUCER)
+                "jobType": facets.job_type_job.JobTypeJobFacet(
+                    "BATCH", run.engine.upper(), "JOB", producer=PRODUCER
+                )
             },
         ),
         producer=PRODUCER,
@@ -130,12 +139,12 @@ def run_event(state: ol.RunState, run: DagsterRun, error: BaseException | str | 
 
 
 class SerializedParts:
-    """What every asset event of one Dagster run shares, serialized once: the run's facets and
+    """What every asset event of one run shares, serialized once: the run's facets and
     each asset's job. A run of 5,000 quick assets spools 10,000 events, so this is lineage's hot
     path: events are assembled as dicts here rather than as openlineage-python objects serialized
     afterwards, which was most of its cost; tests validate them against the OpenLineage JSON Schemas."""
 
-    def __init__(self, run: DagsterRun):
+    def __init__(self, run: LineageRun):
         self.run = run
         self.run_facets = {name: Serde.to_dict(facet) for name, facet in _asset_run_facets(run, None).items()}
         self._jobs: dict[str, dict] = {}
@@ -156,7 +165,7 @@ def asset_event(
     at: datetime | None = None,
     node: dict | None = None,
 ) -> dict:
-    """An asset's own run (a child of the Dagster run), serialized; `at` is when it happened
+    """An asset's own run (a child of `parts.run`), serialized; `at` is when it happened
     (default: now); `node` is its `hamilton_node` facet (`node_facet`)."""
     run_facets = parts.run_facets
     if error is not None:
@@ -179,12 +188,12 @@ def node_facet(duration_s: float, value: object = None) -> dict:
     """The `hamilton_node` run facet: how long the node ran and how many records it produced."""
     facet: dict = {"_producer": PRODUCER, "_schemaURL": NODE_FACET_SCHEMA}
     facet["processingTimeMs"] = round(max(duration_s, 0.0) * 1000, 3)
-    if isinstance(value, (pd.DataFrame, pd.Series)):
-        facet["recordsProcessed"] = len(value)
+    if (rows := row_count(value)) is not None:
+        facet["recordsProcessed"] = rows
     return facet
 
 
-def _asset_run_facets(run: DagsterRun, error: BaseException | str | None) -> dict:
+def _asset_run_facets(run: LineageRun, error: BaseException | str | None) -> dict:
     run_facets = _run_facets(run, "Hamilton", error)
     parent_namespace = namespace()
     run_facets["parent"] = facets.parent_run.ParentRunFacet(
@@ -227,9 +236,25 @@ def dataset_id(path: Path | UPath | str) -> tuple[str, str]:
     return f"{scheme}://{bucket}", key
 
 
+def source_files(value: object) -> list[str]:
+    """Files a source node read, as it declares them in `DataFrame.attrs['source_files']`."""
+    attrs = getattr(value, "attrs", None) or {}
+    return [str(Path(p).resolve()) for p in attrs.get("source_files", [])]
+
+
+def named_dataset(dataflow: str, node: str) -> tuple[str, str]:
+    """A value nothing stores (a plain Hamilton execution): namespace `hamilton://<dataflow>`,
+    name = the node's, so the same node of the same dataflow is one dataset across runs."""
+    return f"{HAMILTON_SCHEME}{dataflow}", node
+
+
 def input_file(path: Path | str) -> dict:
     """A stored value (or a source file) read by an asset, as a serialized input dataset."""
-    namespace, name = dataset_id(path)
+    return input_dataset(dataset_id(path))
+
+
+def input_dataset(dataset: tuple[str, str]) -> dict:
+    namespace, name = dataset
     return {"namespace": namespace, "name": name}
 
 
@@ -242,13 +267,27 @@ def output_file(
     assertions: Sequence[facets.data_quality_assertions_dataset.Assertion] = (),
     column: str | None = None,
 ) -> dict:
-    """The stored value as a serialized output dataset: schema, column lineage, row count and
-    size, checks."""
+    """The stored value as a serialized output dataset (see `output_dataset`)."""
+    sources = {asset: dataset_id(source) for asset, source in input_paths.items()} if lineage else {}
+    return output_dataset(dataset_id(path), value, size_bytes, lineage, sources, assertions, column)
+
+
+def output_dataset(
+    dataset: tuple[str, str],
+    value: object,
+    size_bytes: int | None,
+    lineage: Mapping[str, Sequence[ColumnSource]],
+    inputs: Mapping[str, tuple[str, str]],
+    assertions: Sequence[facets.data_quality_assertions_dataset.Assertion] = (),
+    column: str | None = None,
+) -> dict:
+    """A value as a serialized output dataset: schema, column lineage (`inputs`: each upstream
+    asset's dataset), row count and size, checks."""
     dataset_facets: dict[str, facets.DatasetFacet | facets.InputDatasetFacet] = {}
     fields = _schema_fields(value, column)
     if fields:
         dataset_facets["schema"] = facets.schema_dataset.SchemaDatasetFacet(fields=fields, producer=PRODUCER)
-    column_facet = _column_lineage(lineage, input_paths)
+    column_facet = _column_lineage(lineage, inputs)
     if column_facet is not None:
         dataset_facets["columnLineage"] = column_facet
     if assertions:
@@ -260,7 +299,7 @@ def output_file(
     statistics = {"rowCount": len(value)} if isinstance(value, (pd.DataFrame, pd.Series)) else {}
     if size_bytes is not None:
         statistics["size"] = size_bytes
-    namespace, name = dataset_id(path)
+    namespace, name = dataset
     return {
         "namespace": namespace,
         "name": name,
@@ -285,17 +324,17 @@ def _schema_fields(value: object, column: str | None) -> list:
 
 
 def _column_lineage(
-    lineage: Mapping[str, Sequence[ColumnSource]], input_paths: Mapping[str, str]
+    lineage: Mapping[str, Sequence[ColumnSource]], inputs: Mapping[str, tuple[str, str]]
 ) -> facets.column_lineage_dataset.ColumnLineageDatasetFacet | None:
     cl = facets.column_lineage_dataset
     fields = {}
     for column, sources in lineage.items():
         input_fields = []
         for source in sources:
-            if source.asset not in input_paths:
+            if source.asset not in inputs:
                 continue
             kind, subtype, description = TRANSFORMATION_SUBTYPES[source.how]
-            namespace, name = dataset_id(input_paths[source.asset])
+            namespace, name = inputs[source.asset]
             input_fields.append(
                 cl.InputField(
                     namespace=namespace,
@@ -311,7 +350,7 @@ def _column_lineage(
     return cl.ColumnLineageDatasetFacet(fields=fields, producer=PRODUCER) if fields else None
 
 
-def _run_facets(run: DagsterRun, engine: str, error: BaseException | str | None) -> dict:
+def _run_facets(run: LineageRun, engine: str, error: BaseException | str | None) -> dict:
     run_facets: dict[str, facets.RunFacet] = {
         "processing_engine": facets.processing_engine_run.ProcessingEngineRunFacet(
             version=ENGINE_VERSIONS[engine.lower()],

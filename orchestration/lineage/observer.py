@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from pathlib import Path
 
 from openlineage.client import event_v2 as ol
 from openlineage.client import facet_v2 as facets
@@ -25,7 +24,7 @@ from orchestration.observers import CheckOutcome, Materialized, StepInfo, StepOb
 class _ObservedRun:
     """What the observer keeps for a Dagster run while its step runs."""
 
-    run: events.DagsterRun
+    run: events.LineageRun
     parts: events.SerializedParts
     target: LineageDelivery  # resolved once a step: `client.delivery()` reads the whole environment
     pending: list = dataclasses.field(default_factory=list)  # asset events spooled at `before_report`
@@ -68,7 +67,7 @@ class OpenLineageObserver(StepObserver):
         upstream = materialized.upstream_paths
         inputs = [events.input_file(path) for path in upstream.values()]
         if not step.dataflow.assets[asset].upstream:
-            inputs += [events.input_file(path) for path in _source_files(materialized.value)]
+            inputs += [events.input_file(path) for path in events.source_files(materialized.value)]
         output = events.output_file(
             materialized.stored.path,
             materialized.value,
@@ -151,12 +150,6 @@ def _has_time_window(context) -> bool:
         return has_partitions and context.partition_time_window is not None
     except Exception:  # not a time-window partition
         return False
-
-
-def _source_files(value: object) -> list[str]:
-    """Files a source node read, as it declares them in `DataFrame.attrs['source_files']`."""
-    attrs = getattr(value, "attrs", None) or {}
-    return [str(Path(p).resolve()) for p in attrs.get("source_files", [])]
 
 
 def _assertion(check: CheckOutcome) -> facets.data_quality_assertions_dataset.Assertion:

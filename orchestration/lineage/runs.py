@@ -27,7 +27,7 @@ AD_HOC_JOBS = ("__ASSET_JOB", "__ephemeral_asset_job__")  # Dagster's names for 
 _STEP_ENDS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED}
 
 
-def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterRun:
+def dagster_run(instance, run_id: str, partition_window=None) -> events.LineageRun:
     """The Dagster run as events describe it, from the instance's run record."""
     record = instance.get_run_record_by_id(run_id)
     run = record.dagster_run
@@ -38,7 +38,7 @@ def dagster_run(instance, run_id: str, partition_window=None) -> events.DagsterR
         nominal_start, nominal_end = partition_window.start, partition_window.end
     elif scheduled:
         nominal_start = datetime.fromisoformat(scheduled)
-    return events.DagsterRun(
+    return events.LineageRun(
         run_id=run_id,
         job_name=lineage_job_name(instance, run),
         created=created if created.tzinfo else created.replace(tzinfo=UTC),
@@ -59,11 +59,11 @@ def lineage_job_name(instance, run: dg.DagsterRun) -> str:
     return "+".join(sorted(name for name in dataflows if name)) or run.job_name
 
 
-def start_run(run: events.DagsterRun) -> None:
+def start_run(run: events.LineageRun) -> None:
     client.emit(events.run_event(ol.RunState.START, run), once_as=client.once(run.run_id, "START"))
 
 
-def finish_run(run: events.DagsterRun, state: ol.RunState, error: BaseException | str | None = None) -> bool:
+def finish_run(run: events.LineageRun, state: ol.RunState, error: BaseException | str | None = None) -> bool:
     """Emits the run's one terminal event, and closes asset runs a crash left open."""
     if not client.delivery().spool.claim(client.once(run.run_id, "END")):
         return False

@@ -55,7 +55,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from orchestration.observers import Materialized, StepInfo, StepObserver
-from orchestration.storage.metadata import row_count
+from orchestration.values import row_count
 
 PUSHGATEWAY_URL = "PROMETHEUS_PUSHGATEWAY_URL"
 STEP_DURATION = "hamilton_step_duration_seconds"
@@ -115,8 +115,8 @@ class _Totals:
     duration_sum: float = 0.0
 
 
-class _StepMetrics:
-    """One step's metrics, and the thread that pushes them."""
+class StepMetrics:
+    """One step's (or plain Hamilton execution's) metrics, and the thread that pushes them."""
 
     def __init__(self, gateway: Pushgateway, pipeline: str, run_id: str, assets: Iterable[str], total: int):
         self.gateway = gateway
@@ -288,13 +288,13 @@ class PrometheusObserver(StepObserver):
     `PROMETHEUS_PUSHGATEWAY_URL`); does nothing without one."""
 
     def __init__(self):
-        self._steps: dict[str, _StepMetrics] = {}
+        self._steps: dict[str, StepMetrics] = {}
 
     def step_started(self, step: StepInfo) -> None:
         url = step.settings.metrics_url
         if url is None:
             return
-        self._steps[step.run_id] = _StepMetrics(
+        self._steps[step.run_id] = StepMetrics(
             Pushgateway(url),
             step.name,  # the dataflow, or `<dataflow>__<group>` when split
             step.run_id,
@@ -323,14 +323,19 @@ class PrometheusObserver(StepObserver):
             _report(step, metrics)
 
 
-def _report(step: StepInfo, metrics: _StepMetrics) -> None:
+def _report(step: StepInfo, metrics: StepMetrics) -> None:
     """One warning per step in the run log, from the step's thread, when pushing failed."""
     if metrics.error is not None and not metrics.reported:
         metrics.reported = True
-        step.log.warning(
-            f"Prometheus metrics of pipeline '{metrics.pipeline}' (progress, durations, records, "
-            f"errors) were not delivered to the Pushgateway at {metrics.gateway.url} "
-            f"({PUSHGATEWAY_URL} or the runtime's pushgateway_url): {metrics.error}. The run is not "
-            "affected; this step pushes no more metrics. Fix: check the Pushgateway is up and the "
-            "setting reads http://host:9091."
-        )
+        step.log.warning(not_delivered(metrics, "this step"))
+
+
+def not_delivered(metrics: StepMetrics, pusher: str) -> str:
+    """The warning when pushing failed: what was lost, where to, why and the fix; no credentials."""
+    return (
+        f"Prometheus metrics of pipeline '{metrics.pipeline}' (progress, durations, records, "
+        f"errors) were not delivered to the Pushgateway at {metrics.gateway.url} "
+        f"({PUSHGATEWAY_URL} or the runtime's pushgateway_url): {metrics.error}. The run is not "
+        f"affected; {pusher} pushes no more metrics. Fix: check the Pushgateway is up and the "
+        "setting reads http://host:9091."
+    )

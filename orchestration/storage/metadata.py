@@ -15,10 +15,6 @@ PREVIEW_CELL = 40
 PREVIEW_TEXT = 600
 
 
-def row_count(value: Any) -> int | None:
-    return len(value) if isinstance(value, (pd.DataFrame, pd.Series)) else None
-
-
 def materialization_metadata(value: Any, stored: StoredValue, duration_s: float, name: str) -> dict[str, Any]:
     """`name` is the asset's node name, which is also the one column of a stored Series."""
     metadata: dict[str, Any] = {
