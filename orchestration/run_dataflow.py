@@ -7,6 +7,10 @@ The dataflow is the one `hamilton_assets` builds; every requested output (defaul
 and what it needs is computed in this process, nothing is loaded or stored, and no Dagster instance
 is involved. A short summary of each output goes to stdout; the bar goes to stderr when it is a
 terminal (`PIPELINE_PROGRESS_BAR=1`/`0` forces it on/off). Bad names exit with status 2.
+
+Lineage is on, as in Dagster: `OpenLineageAdapter` sends the execution and each asset to the
+configured backend (default: `$PIPELINE_DATA_DIR/lineage/events.jsonl`); `--no-lineage` turns it
+off. With `PROMETHEUS_PUSHGATEWAY_URL` set, `PrometheusAdapter` pushes the metrics too.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from orchestration.adapters.openlineage import OpenLineageAdapter
+from orchestration.adapters.prometheus import PrometheusAdapter
 from orchestration.dataflow import Dataflow, InputNode
 from orchestration.execution.hamilton_stream import NodeResult, ResultStream
 from orchestration.monitoring.terminal import AssetBar
@@ -39,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         modules = [_import(name) for name in args.modules]
         stream = ResultStream()
-        dataflow = Dataflow(modules, dict(args.config), adapters=[stream])
+        adapters = [stream, PrometheusAdapter()] + ([] if args.no_lineage else [OpenLineageAdapter()])
+        dataflow = Dataflow(modules, dict(args.config), adapters=adapters)
         outputs = _outputs(dataflow, args.output)
         needed = dataflow.needed_by(outputs)
         inputs = _inputs(dataflow, needed, dict(args.input))
@@ -88,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME[,NAME...]",
         help="what to compute (default: every asset); repeatable",
+    )
+    parser.add_argument(
+        "--no-lineage",
+        action="store_true",
+        help="emit no OpenLineage events (default: to the configured backend, as Dagster runs do)",
     )
     return parser
 

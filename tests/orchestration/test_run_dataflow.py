@@ -1,5 +1,6 @@
 """`python -m orchestration.run_dataflow`: a dataflow run without Dagster, in a real subprocess."""
 
+import json
 import os
 import subprocess
 import sys
@@ -14,8 +15,14 @@ pytestmark = pytest.mark.services  # `python -m orchestration.run_dataflow`
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(data_dir):
+    """Lineage goes to this test's data directory (`PIPELINE_DATA_DIR`), not the checkout's."""
+
+
 def run_dataflow(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_PROGRESS_BAR", "DAGSTER_HOME")}
+    ignored = ("PIPELINE_PROGRESS_BAR", "DAGSTER_HOME", "PROMETHEUS_PUSHGATEWAY_URL")
+    clean = {k: v for k, v in os.environ.items() if k not in ignored and not k.startswith("OPENLINEAGE")}
     return subprocess.run(
         [sys.executable, "-m", "orchestration.run_dataflow", *args],
         cwd=ROOT,
@@ -70,6 +77,20 @@ def test_selected_outputs_with_config_and_inputs(tmp_path):
         "  region_summary    DataFrame, 4 rows × 6 columns",
         "  business_metrics  dict, 8 keys",
     ]
+
+
+def test_lineage_of_the_execution_and_each_asset_by_default_and_none_with_no_lineage(data_dir):
+    run = run_dataflow("tests.orchestration.counting_flow", "--output", "summary")
+    assert run.returncode == 0, run.stderr
+    lines = (data_dir / "lineage" / "events.jsonl").read_text().splitlines()
+    events = [(e["eventType"], e["job"]["name"]) for e in map(json.loads, lines)]
+    assert events[0] == ("START", "counting_flow") and events[-1] == ("COMPLETE", "counting_flow")
+    assets = ["source", "table", "total", "doubled", "summary"]
+    assert events[1:-1] == [(state, f"counting_flow.{a}") for a in assets for state in ("START", "COMPLETE")]
+
+    run = run_dataflow("tests.orchestration.counting_flow", "--output", "summary", "--no-lineage")
+    assert run.returncode == 0, run.stderr
+    assert len((data_dir / "lineage" / "events.jsonl").read_text().splitlines()) == len(lines)
 
 
 def test_no_bar_when_stderr_is_not_a_terminal():
