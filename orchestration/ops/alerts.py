@@ -5,10 +5,14 @@
     ALERT_SMTP_HOST, ALERT_SMTP_PORT (25)       e-mail over SMTP
     ALERT_SMTP_USER, ALERT_SMTP_PASSWORD        optional login (STARTTLS with ALERT_SMTP_STARTTLS=true)
     ALERT_EMAIL_FROM, ALERT_EMAIL_TO            sender, comma-separated recipients
+    ALERT_APPRISE_URLS                          Apprise URLs (msteams://, pagerduty://, json://, ...),
+                                                separated by spaces or commas
     DAGSTER_WEBSERVER_URL                       link target in messages (default http://127.0.0.1:3000)
     SUCCESS_NOTICE_JOBS                         jobs whose successful runs are announced too
     CHECK_WARNING_ALERTS=true                   a message for each successful run whose warn-level
                                                 checks failed (one per run, however many failed)
+
+Retry and freshness notices (`RETRY_ALERTS`, `FRESHNESS_ALERTS`) are in `ops.event_notices`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
-from orchestration.notifiers import NotDelivered, Notifier, SlackWebhook, SmtpEmail
+from orchestration.notifiers import (
+    AppriseNotifier,
+    NotDelivered,
+    Notifier,
+    SlackWebhook,
+    SmtpEmail,
+    unusable_apprise_urls,
+)
 
 logger = logging.getLogger(__name__)
 NOTICE_JOBS_VARIABLE = "SUCCESS_NOTICE_JOBS"
 CHECK_WARNINGS_VARIABLE = "CHECK_WARNING_ALERTS"
+APPRISE_VARIABLE = "ALERT_APPRISE_URLS"
 
 
 class Alerting(dg.ConfigurableResource):
@@ -32,9 +44,10 @@ class Alerting(dg.ConfigurableResource):
 
     slack: SlackWebhook | None = None
     email: SmtpEmail | None = None
+    apprise: AppriseNotifier | None = None
 
     def notifiers(self) -> list[Notifier]:
-        return [n for n in (self.slack, self.email) if n is not None]
+        return [n for n in (self.slack, self.email, self.apprise) if n is not None]
 
 
 def alerting_from_env() -> Alerting:
@@ -55,10 +68,26 @@ def alerting_from_env() -> Alerting:
             password=optional("ALERT_SMTP_PASSWORD"),
             starttls=os.environ.get("ALERT_SMTP_STARTTLS", "").lower() == "true",
         )
-    return Alerting(slack=slack, email=email)
+    return Alerting(slack=slack, email=email, apprise=apprise_from_env())
 
 
-def _notify(context, notifiers: Sequence[Notifier], subject: str, body: str) -> str:
+def apprise_from_env() -> AppriseNotifier | None:
+    """`$ALERT_APPRISE_URLS`, checked now: a URL Apprise cannot use fails the load, named by its
+    position and scheme only (the rest of it may be a token)."""
+    value = os.environ.get(APPRISE_VARIABLE, "").strip()
+    if not value:
+        return None
+    unusable = unusable_apprise_urls(value)
+    if unusable:
+        raise ValueError(
+            f"{APPRISE_VARIABLE}: URL {', '.join(unusable)} is not one Apprise can send to. Fix: give "
+            "Apprise URLs (https://appriseit.com/services/), separated by spaces or commas, e.g. "
+            "msteams://..., pagerduty://..., json://host:port/path."
+        )
+    return AppriseNotifier(urls=dg.EnvVar(APPRISE_VARIABLE))
+
+
+def notify(context, notifiers: Sequence[Notifier], subject: str, body: str) -> str:
     """Sends to every notifier; one that is down is reported, never raised."""
     outcomes = []
     for notifier in notifiers:
@@ -72,9 +101,12 @@ def _notify(context, notifiers: Sequence[Notifier], subject: str, body: str) -> 
     return "; ".join(outcomes) or "no notifier configured"
 
 
-def _run_link(run_id: str) -> str:
-    base = os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000").rstrip("/")
-    return f"{base}/runs/{run_id}"
+def run_link(run_id: str) -> str:
+    return f"{webserver_url()}/runs/{run_id}"
+
+
+def webserver_url() -> str:
+    return os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000").rstrip("/")
 
 
 def notice_jobs_from_env(jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition]) -> list:
@@ -93,9 +125,14 @@ def notice_jobs_from_env(jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJob
 
 def check_warnings_from_env() -> bool:
     """`$CHECK_WARNING_ALERTS`: `true` turns the check-warning messages on (off by default)."""
-    value = os.environ.get(CHECK_WARNINGS_VARIABLE, "").strip().lower()
+    return switch_from_env(CHECK_WARNINGS_VARIABLE)
+
+
+def switch_from_env(variable: str) -> bool:
+    """An opt-in switch: `true` turns it on, `false` or unset leaves it off, anything else is refused."""
+    value = os.environ.get(variable, "").strip().lower()
     if value not in ("", "true", "false"):
-        raise ValueError(f"{CHECK_WARNINGS_VARIABLE}={value!r}: give true or false.")
+        raise ValueError(f"{variable}={value!r}: give true or false.")
     return value == "true"
 
 
@@ -138,9 +175,9 @@ def alert_sensors(
         body = (
             f"Run {run.run_id} of job {run.job_name} failed.\n"
             f"Failed steps: {steps}\nError: {error}\nPartition: {run.tags.get('dagster/partition', '-')}\n"
-            f"Logs: {_run_link(run.run_id)}"
+            f"Logs: {run_link(run.run_id)}"
         )
-        outcome = _notify(context, alerting.notifiers(), f"[dagster] {run.job_name} failed", body)
+        outcome = notify(context, alerting.notifiers(), f"[dagster] {run.job_name} failed", body)
         return dg.SkipReason(f"alert for run {run.run_id}: {outcome}")
 
     sensors: list[dg.SensorDefinition] = [run_failure_alerts]
@@ -159,10 +196,10 @@ def alert_sensors(
             body = (
                 f"Run {run.run_id} of job {run.job_name} succeeded, but {len(warnings)} warn-level "
                 "check(s) failed:\n" + "\n".join(f"- {line}" for line in warnings) + "\n"
-                f"Partition: {run.tags.get('dagster/partition', '-')}\nLogs: {_run_link(run.run_id)}"
+                f"Partition: {run.tags.get('dagster/partition', '-')}\nLogs: {run_link(run.run_id)}"
             )
             subject = f"[dagster] {run.job_name}: {len(warnings)} check warning(s)"
-            outcome = _notify(context, alerting.notifiers(), subject, body)
+            outcome = notify(context, alerting.notifiers(), subject, body)
             return dg.SkipReason(f"check warnings of run {run.run_id}: {outcome}")
 
         sensors.append(check_warning_alerts)
@@ -179,9 +216,9 @@ def alert_sensors(
         run = context.dagster_run
         body = (
             f"Run {run.run_id} of job {run.job_name} succeeded.\n"
-            f"Partition: {run.tags.get('dagster/partition', '-')}\nLogs: {_run_link(run.run_id)}"
+            f"Partition: {run.tags.get('dagster/partition', '-')}\nLogs: {run_link(run.run_id)}"
         )
-        outcome = _notify(context, alerting.notifiers(), f"[dagster] {run.job_name} succeeded", body)
+        outcome = notify(context, alerting.notifiers(), f"[dagster] {run.job_name} succeeded", body)
         return dg.SkipReason(f"notice for run {run.run_id}: {outcome}")
 
     return [*sensors, run_success_notices]
