@@ -3,7 +3,11 @@ every run's end reaches lineage and, on failure, the alert channels.
 
 `LANDING_SENSOR_INTERVAL_S` (default 30) paces the landing sensor; `SUCCESS_NOTICE_JOBS` (e.g.
 `sales_daily,ml_training`) also announces those jobs' successful runs; `CHECK_WARNING_ALERTS=true`
-sends a message for each successful run whose warn-level checks failed.
+sends a message for each successful run whose warn-level checks failed; `RETRY_ALERTS=true` one
+for each step Dagster retries ("attempt n of m"); `FRESHNESS_ALERTS=true` one when an asset's
+freshness policy turns WARN or FAIL. Retry and freshness notices about the same step or asset are
+sent at most once per `NOTICE_REPEAT_MIN` minutes (default 30), several in one tick as one digest.
+Notifiers: `SLACK_WEBHOOK_URL`, `ALERT_SMTP_*`, `ALERT_APPRISE_URLS` (orchestration/ops/alerts.py).
 """
 
 import os
@@ -15,7 +19,9 @@ from orchestration import HamiltonComponent
 from orchestration.defs.jobs import ml_training, sales_daily
 from orchestration.lineage.runs import lineage_sensors
 from orchestration.ops.alerts import alert_sensors, check_warnings_from_env, notice_jobs_from_env
+from orchestration.ops.event_notices import event_notice_sensors, freshness_from_env, retries_from_env
 from orchestration.ops.landing_sensor import landing_sensor
+from orchestration.ops.notice_limits import repeat_seconds_from_env
 
 
 # Whenever the sales metrics are updated (the seed's ExternalTaskSensor), once this is on. One run
@@ -45,6 +51,9 @@ def defs(context: dg.ComponentLoadContext) -> dg.Definitions:
             retrain_on_sales_metrics,
             *lineage_sensors(),
             *alert_sensors(notice, check_warnings=check_warnings_from_env()),
+            *event_notice_sensors(
+                retries=retries_from_env(), freshness=freshness_from_env(), repeat_s=repeat_seconds_from_env()
+            ),
         ]
     )
 
