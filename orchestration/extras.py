@@ -1,7 +1,7 @@
 """Optional dependencies: the packages only some deployments need, each installed by an extra.
 
 Every user gets the required dependencies; PostgreSQL, Celery/Redis, object stores and
-scikit-learn/skops come with the extras below (`pyproject.toml`). Code that needs one imports it
+scikit-learn/skops and Apprise come with the extras below (`pyproject.toml`). Code that needs one imports it
 through `require` or `needs_extra`, so a missing package fails with a message that names the extra
 and the pip command, not a bare "No module named ...".
 """
@@ -20,6 +20,7 @@ EXTRAS = {
     "celery": ("dagster-celery", "redis"),
     "s3": ("s3fs",),
     "ml": ("scikit-learn", "skops"),
+    "alerts": ("apprise",),
 }
 
 
@@ -32,6 +33,7 @@ EXTRA_OF_MODULE = {
     "s3fs": "s3",
     "sklearn": "ml",
     "skops": "ml",
+    "apprise": "alerts",
 }
 
 

@@ -27,6 +27,7 @@ from email.message import EmailMessage
 import dagster as dg
 
 from orchestration.errors import NotDelivered
+from orchestration.extras import require
 
 TIMEOUT_S = 10
 
@@ -158,11 +159,14 @@ def _masked_logs(url: str) -> Iterator[_Masking]:
             logger.removeFilter(masking)
 
 
+def _apprise():
+    return require("alerts", "apprise", "ALERT_APPRISE_URLS (alerts through Apprise)")
+
+
 def unusable_apprise_urls(value: str) -> list[str]:
     """`#position (scheme)` of each URL in `value` that Apprise cannot send to (an unknown scheme,
     a malformed URL); empty when all are usable. Names no more of a URL than its scheme."""
-    import apprise
-
+    apprise = _apprise()
     unusable = []
     for position, url in enumerate(apprise_urls(value), 1):
         with _masked_logs(url):
@@ -191,8 +195,7 @@ class AppriseNotifier(Notifier):
     @staticmethod
     def _send_to(position: int, url: str, subject: str, body: str) -> str | None:
         """None when delivered, else why not: Apprise's own warnings, with the URL masked."""
-        import apprise
-
+        apprise = _apprise()
         with _masked_logs(url) as masking:
             target = apprise.Apprise()
             sent = target.add(url) and target.notify(

@@ -24,6 +24,7 @@ MODULES_BY_EXTRA = {
     "celery": ("dagster_celery", "celery", "redis"),
     "s3": ("s3fs",),
     "ml": ("sklearn", "skops"),
+    "alerts": ("apprise",),
 }
 
 
@@ -66,7 +67,7 @@ def test_required_dependencies_leave_the_extras_out():
 def test_the_dev_extra_installs_every_extra_the_tests_use():
     (self_reference,) = [r for r in map(Requirement, PROJECT["optional-dependencies"]["dev"]) if r.extras]
     assert self_reference.name == PROJECT["name"]
-    assert self_reference.extras == {"postgres", "celery", "ml"}  # no test needs s3fs
+    assert self_reference.extras == {"postgres", "celery", "ml", "alerts"}  # no test needs s3fs
 
 
 def test_requires_python_has_no_upper_bound():
@@ -126,3 +127,15 @@ def test_an_s3_store_without_s3fs(hide, tmp_path):
         ValueStore("s3://bucket/assets")
     assert str(error.value).endswith(install_command("s3"))
     ValueStore(f"file://{tmp_path}")  # local stores need nothing more
+
+
+def test_apprise_alerts_without_apprise(hide, monkeypatch):
+    from orchestration.ops.alerts import alerting_from_env
+
+    hide("apprise")
+    monkeypatch.setenv("ALERT_APPRISE_URLS", "json://127.0.0.1:9/hook")
+    with pytest.raises(
+        MissingExtraError, match=r"ALERT_APPRISE_URLS .* needs the 'alerts' extra \(apprise\)"
+    ) as error:
+        alerting_from_env()
+    assert str(error.value).endswith(install_command("alerts"))

@@ -71,6 +71,7 @@ SECRET_VARIABLES = (
     "PROGRESS_SLACK_WEBHOOK_URL",
     "ALERT_SMTP_PASSWORD",
     "PROMETHEUS_PUSHGATEWAY_URL",
+    "ALERT_APPRISE_URLS",
 )
 SETTINGS = (
     *SECRET_VARIABLES,
@@ -330,6 +331,8 @@ def configure(env, markers: Markers, *, lineage_url: str, webhook_base: str, smt
     env.setenv("ALERT_SMTP_PASSWORD", markers["ALERT_SMTP_PASSWORD"])
     env.setenv("ALERT_EMAIL_FROM", "dagster@example.com")
     env.setenv("ALERT_EMAIL_TO", "oncall@example.com")
+    apprise_host = webhook_base.split("://", 1)[1]
+    env.setenv("ALERT_APPRISE_URLS", f"json://{apprise_host}/apprise/{markers['ALERT_APPRISE_URLS']}")
     env.setenv(
         "PROMETHEUS_PUSHGATEWAY_URL",
         f"http://{PUSH_USER}:{markers['PROMETHEUS_PUSHGATEWAY_URL']}@{push_host}",
@@ -486,7 +489,12 @@ def test_no_secret_leaks_from_runs_alerts_lineage_or_metrics(
     }
     assert len(webhooks.bodies(markers["SLACK_WEBHOOK_URL"])) == 2  # failure alert + success notice
     assert webhooks.bodies(markers["PROGRESS_SLACK_WEBHOOK_URL"])  # progress of both runs
-    assert "sent via Slack webhook; sent via e-mail" in outcome.texts["failure alert"]
+    assert len(webhooks.bodies(markers["ALERT_APPRISE_URLS"])) == 2  # the same two, through Apprise
+    failure_alert = outcome.texts["failure alert"]
+    assert (
+        "sent via Slack webhook; sent via e-mail" in failure_alert
+        and "; sent via Apprise (json://)" in failure_alert
+    )
     assert len(smtp.messages) == 2 and {p for _, p in smtp.logins} == {
         markers["ALERT_SMTP_PASSWORD"].encode()
     }
