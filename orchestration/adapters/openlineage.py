@@ -82,9 +82,14 @@ class OpenLineageAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook)
         execution_path: Collection[str] = (),
         **future_kwargs: Any,
     ) -> None:
+        try:
+            self._begin(run_id, {**(inputs or {}), **(overrides or {})}, execution_path)
+        except Exception:  # lineage must never fail the driver
+            logger.warning("OpenLineage: no events for execution %s", run_id, exc_info=True)
+
+    def _begin(self, run_id: str, given: dict[str, Any], execution_path: Collection[str]) -> None:
         if not client.enabled() or (dataflow := self.classified()) is None:
             return
-        given = {**(inputs or {}), **(overrides or {})}
         run = events.LineageRun(
             run_id=run_id, job_name=dataflow.name, created=datetime.now(UTC), engine="Hamilton"
         )
@@ -145,12 +150,14 @@ class OpenLineageAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook)
     ) -> None:
         if (execution := self._executions.pop(run_id, None)) is None:
             return
-        unfinished = "the execution ended before this asset finished"
-        for asset in sorted(execution.started.keys() - execution.ended):  # e.g. a node interrupted
-            self._end(execution, asset, ol.RunState.FAIL, error=unfinished)
-        state = ol.RunState.COMPLETE if success else ol.RunState.FAIL
-        execution.target.emit(events.run_event(state, execution.run, error if not success else None))
-        execution.target.drain(client.RUN_END_WAIT_S)
+        try:
+            unfinished = "the execution ended before this asset finished"
+            for asset in sorted(execution.started.keys() - execution.ended):  # e.g. a node interrupted
+                self._end(execution, asset, ol.RunState.FAIL, error=unfinished)
+            state = ol.RunState.COMPLETE if success else ol.RunState.FAIL
+            execution.target.emit(events.run_event(state, execution.run, error if not success else None))
+        except Exception:  # lineage must never fail the driver
+            logger.warning("OpenLineage: no end event for execution %s", run_id, exc_info=True)
 
     # -- events ----------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ BATCH_WAIT_S = 1.0  # while the backend accepts events, they go out in rounds at
 FIRST_WAIT_S = 0.02  # until it has accepted one: try soon, so a short run learns it is up
 BATCH_SIZE = 500  # events read from the spool at a time
 CLOSE_WAIT_S = 2.0  # `close` waits this long for a round in progress
+BUSY = "another process is delivering the spooled events right now"
 
 
 class LineageSpool:
@@ -196,7 +197,7 @@ class LineageDelivery:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "a") as lock_file:
             if not _lock(lock_file, wait_for_lock_s):
-                self.last_error = "another process is delivering the spooled events right now"
+                self.last_error = BUSY
                 return 0, len(self.spool)
             try:
                 return self._deliver_locked(), len(self.spool)
@@ -282,6 +283,10 @@ class LineageDelivery:
             _, pending = self.deliver_pending()
             if pending == 0:
                 self._failures = 0
+                continue
+            if self.last_error == BUSY:  # someone else is sending them (another process, a flush)
+                self._closed.wait(BATCH_WAIT_S)
+                self._wake.set()
                 continue
             delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
             self._failures += 1

@@ -240,3 +240,12 @@ def _env(data_dir: Path, url: str) -> dict[str, str]:
         "OPENLINEAGE_URL": url,
         "HAMILTON_TELEMETRY_ENABLED": "false",
     }
+
+
+def test_a_spool_that_cannot_be_written_never_fails_the_driver(flow, tmp_path, monkeypatch, caplog):
+    not_a_folder = tmp_path / "data-is-a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(not_a_folder))
+    dr = driver.Builder().with_modules(flow).with_adapters(OpenLineageAdapter()).build()
+    assert dr.execute(["totals"], inputs=run_inputs(tmp_path))["totals"]["amount"].tolist() == [10.0, 10.0]
+    assert "OpenLineage: no events for execution" in caplog.text and str(not_a_folder) in caplog.text
