@@ -45,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         modules = [_import(name) for name in args.modules]
         stream = ResultStream()
-        adapters = [stream, PrometheusAdapter()] + ([] if args.no_lineage else [OpenLineageAdapter()])
-        dataflow = Dataflow(modules, dict(args.config), adapters=adapters)
+        reporters = [PrometheusAdapter()] + ([] if args.no_lineage else [OpenLineageAdapter()])
+        dataflow = Dataflow(modules, dict(args.config), adapters=[stream, *reporters])
+        for reporter in reporters:
+            reporter.classify_as(dataflow)
         outputs = _outputs(dataflow, args.output)
         needed = dataflow.needed_by(outputs)
         inputs = _inputs(dataflow, needed, dict(args.input))

@@ -20,6 +20,7 @@ Dagster (docs/lineage.md). No Dagster import.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from openlineage.client import facet_v2 as facets
 
 from orchestration import column_lineage
 from orchestration.adapters.classified import ClassifiedGraph
-from orchestration.dataflow import Dataflow, dependencies
+from orchestration.dataflow import Dataflow
 from orchestration.lineage import client, events
 from orchestration.lineage.delivery import LineageDelivery
 
@@ -72,6 +73,10 @@ class OpenLineageAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook)
         self._jobs: dict[str, events.AssetJob] = {}
         self._jobs_of: Dataflow | None = None
         self._executions: dict[str, _Execution] = {}
+        self._lock = threading.Lock()  # node hooks may come from several threads at once
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.wait_s))
 
     def run_before_graph_execution(
         self,
@@ -111,14 +116,16 @@ class OpenLineageAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook)
         if (execution := self._executions.get(run_id)) is None or self._dataflow is None:
             return
         asset = self._dataflow.asset_of(node_name)
-        if asset in execution.assets and asset not in execution.started:
-            execution.started[asset] = datetime.now(UTC)
+        if asset in execution.assets:
+            with self._lock:
+                execution.started.setdefault(asset, datetime.now(UTC))
 
     def run_after_node_execution(
         self,
         *,
         node_name: str,
         node_tags: Mapping[str, Any],
+        node_kwargs: Mapping[str, Any] | None = None,
         result: Any = None,
         error: Exception | None = None,
         success: bool = True,
@@ -133,7 +140,7 @@ class OpenLineageAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook)
                 if asset in execution.assets:
                     self._end(execution, asset, ol.RunState.FAIL, error=error)
             elif node_tags.get(SAVER_TAG):
-                self._saved(execution, node_name, result)
+                self._saved(execution, node_name, node_kwargs or {}, result)
             elif node_tags.get(LOADER_TAG) and asset is not None:
                 execution.files_read.setdefault(asset, []).extend(_file_of(result))
             elif node_name in dataflow.checks:
@@ -185,18 +192,18 @@ class OpenLineageAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook)
         )
         self._end(execution, asset, ol.RunState.COMPLETE, inputs, [output], value=value)
 
-    def _saved(self, execution: _Execution, node_name: str, metadata: object) -> None:
-        """A materializer's own run: what it saved (its dependencies) in, the file it wrote out."""
+    def _saved(
+        self, execution: _Execution, node_name: str, read: Mapping[str, Any], metadata: object
+    ) -> None:
+        """A materializer's own run: the assets it saved (its arguments) in, the file it wrote out.
+        `to.*` materializers are not in the driver's graph, so their arguments are what says."""
         dataflow = self._dataflow
         assert dataflow is not None
         execution.started.setdefault(node_name, datetime.now(UTC))
-        node = dataflow.nodes.get(node_name)
-        read = sorted(dependencies(node)) if node is not None else []
-        inputs = [
-            events.input_dataset(events.named_dataset(dataflow.name, dataflow.asset_of(name) or name))
-            for name in read
-            if dataflow.asset_of(name) is not None
-        ]
+        saved = dict.fromkeys(
+            asset for name in sorted(read) if (asset := dataflow.asset_of(name)) is not None
+        )
+        inputs = [events.input_dataset(events.named_dataset(dataflow.name, asset)) for asset in saved]
         outputs = [events.input_file(path) for path in _file_of(metadata)]
         self._end(execution, node_name, ol.RunState.COMPLETE, inputs, outputs)
 
@@ -210,10 +217,12 @@ class OpenLineageAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook)
         error=None,
         value=None,
     ):
-        """START (at the time the asset's first node started) and the end, spooled in one commit."""
-        if name in execution.ended:
-            return
-        execution.ended.add(name)
+        """START (at the time the asset's first node started) and the end, spooled in one commit;
+        once per asset, whichever thread gets here first."""
+        with self._lock:
+            if name in execution.ended:
+                return
+            execution.ended.add(name)
         job = self._job(name)
         started = execution.started.get(name)
         node = events.node_facet((datetime.now(UTC) - started).total_seconds(), value) if started else None

@@ -38,6 +38,11 @@ class ProgressAdapter(GraphExecutionHook, NodeExecutionHook):
         self._thread: CallbackThread | None = None
         self._started: dict[str, float] = {}
 
+    def __reduce__(self):
+        """A copy for another process (Hamilton's multiprocessing executors run nodes there) calls
+        nothing: callbacks belong to the driver's process, and the driver must not fail to pickle."""
+        return (type(self), ([], self.wait_s))
+
     def run_before_graph_execution(
         self,
         *,

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from hamilton.lifecycle import GraphExecutionHook, NodeExecutionHook
@@ -33,6 +35,16 @@ from orchestration.values import row_count
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class _Execution:
+    """What the adapter keeps while one `execute` runs."""
+
+    metrics: StepMetrics
+    assets: set[str]  # the assets this execution computes
+    started: dict[str, float] = field(default_factory=dict)  # asset -> when its first node started
+    ended: set[str] = field(default_factory=set)
+
+
 class PrometheusAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook):
     """Pushes each execution's progress and each asset's duration, rows and errors."""
 
@@ -44,8 +56,11 @@ class PrometheusAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook):
         super().__init__(name)
         self.pushgateway_url = pushgateway_url
         self.wait_s = wait_s
-        self._metrics: dict[str, StepMetrics] = {}
-        self._started: dict[tuple[str, str], float] = {}  # (run, asset) -> when its first node started
+        self._executions: dict[str, _Execution] = {}
+        self._lock = threading.Lock()  # node hooks may come from several threads at once
+
+    def __reduce__(self):
+        return (type(self), (self.pushgateway_url, self.name, self.wait_s))
 
     def run_before_graph_execution(
         self,
@@ -56,41 +71,50 @@ class PrometheusAdapter(ClassifiedGraph, GraphExecutionHook, NodeExecutionHook):
         execution_path: Collection[str] = (),
         **future_kwargs: Any,
     ) -> None:
-        url = self.pushgateway_url or os.environ.get(PUSHGATEWAY_URL)
-        if not url or (dataflow := self.classified()) is None:
-            return
-        given = {*(inputs or {}), *(overrides or {})}
-        assets = [
-            name
-            for name in dataflow.order
-            if name in execution_path and name in dataflow.assets and name not in given
-        ]
-        self._metrics[run_id] = StepMetrics(Pushgateway(url), dataflow.name, run_id, assets, len(assets))
+        try:
+            url = self.pushgateway_url or os.environ.get(PUSHGATEWAY_URL)
+            if not url or (dataflow := self.classified()) is None:
+                return
+            path = set(execution_path) - {*(inputs or {}), *(overrides or {})}
+            assets = [name for name in dataflow.order if name in path and name in dataflow.assets]
+            metrics = StepMetrics(Pushgateway(url), dataflow.name, run_id, assets, len(assets))
+            self._executions[run_id] = _Execution(metrics, set(assets))
+        except Exception:  # metrics must never fail the driver
+            logger.warning("Prometheus: no metrics for execution %s", run_id, exc_info=True)
 
     def run_before_node_execution(self, *, node_name: str, run_id: str, **future_kwargs: Any) -> None:
-        if run_id in self._metrics and (asset := self._asset_of(node_name)) is not None:
-            self._started.setdefault((run_id, asset), time.perf_counter())
+        if (execution := self._executions.get(run_id)) is not None and self._dataflow is not None:
+            asset = self._dataflow.asset_of(node_name)
+            if asset in execution.assets:
+                with self._lock:
+                    execution.started.setdefault(asset, time.perf_counter())
 
     def run_after_node_execution(
         self, *, node_name: str, run_id: str, result: Any = None, success: bool = True, **future_kwargs: Any
     ) -> None:
-        if (metrics := self._metrics.get(run_id)) is None:
+        if (execution := self._executions.get(run_id)) is None or self._dataflow is None:
             return
-        if not success and (asset := self._asset_of(node_name)) is not None:
-            if self._started.pop((run_id, asset), None) is not None:  # once, however many of its nodes fail
-                metrics.failed(asset)
-        elif success and self._dataflow is not None and node_name in self._dataflow.assets:
-            started = self._started.pop((run_id, node_name), time.perf_counter())
-            metrics.materialized(node_name, time.perf_counter() - started, row_count(result))
+        asset = node_name if success else self._dataflow.asset_of(node_name)
+        if asset not in execution.assets:  # a column, a check or an internal node: not the asset's end
+            return
+        with self._lock:  # once per asset, whichever thread gets here first
+            if asset in execution.ended:
+                return
+            execution.ended.add(asset)
+            started = execution.started.get(asset, time.perf_counter())
+        try:
+            if success:
+                execution.metrics.materialized(asset, time.perf_counter() - started, row_count(result))
+            else:
+                execution.metrics.failed(asset)
+        except Exception:  # metrics must never fail the driver
+            logger.warning("Prometheus: no metrics for node %s", node_name, exc_info=True)
 
     def run_after_graph_execution(self, *, run_id: str, **future_kwargs: Any) -> None:
-        if (metrics := self._metrics.pop(run_id, None)) is None:
+        if (execution := self._executions.pop(run_id, None)) is None:
             return
-        self._started = {key: value for key, value in self._started.items() if key[0] != run_id}
+        metrics = execution.metrics
         if metrics.error is None:
             metrics.finish(self.wait_s)
         if metrics.error is not None:
             logger.warning(not_delivered(metrics, "the execution"))
-
-    def _asset_of(self, node_name: str) -> str | None:
-        return self._dataflow.asset_of(node_name) if self._dataflow is not None else None

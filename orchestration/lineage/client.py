@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestration.lineage.delivery import LineageDelivery, LineageSpool
+from orchestration.lineage.delivery import BUSY, LineageDelivery, LineageSpool
 from orchestration.paths import data_dir
 
 if TYPE_CHECKING:
@@ -146,14 +146,20 @@ def deliver_before_exit(timeout_s: float) -> None:
 
 
 def _deliver_at_exit() -> None:
-    deadline = time.monotonic() + (_exit_wait_s or 0.0)
+    wait_s = _exit_wait_s or 0.0
+    deadline = time.monotonic() + wait_s
     for target in list(_deliveries.values()):
-        left = target.flush(max(0.0, deadline - time.monotonic()))
+        try:
+            left = target.flush(max(0.0, deadline - time.monotonic()))
+        except Exception:  # an exit must not end in a traceback from lineage
+            logger.warning("OpenLineage events not delivered before exit", exc_info=True)
+            continue
         if left:
+            busy = target.last_error in (None, BUSY)  # the delivery thread was still waiting on a send
             logger.warning(
                 "%d OpenLineage event(s) not delivered before exit (%s); kept in %s. Fix: check the "
                 "backend, then run `python -m orchestration.lineage.cli flush`.",
                 left,
-                target.last_error or "no answer in time",
+                f"the backend did not answer within {wait_s:g} s" if busy else target.last_error,
                 target.spool.path,
             )

@@ -186,7 +186,11 @@ class LineageDelivery:
         sender = threading.Thread(
             target=self.deliver_pending, args=(timeout_s,), name="openlineage-flush", daemon=True
         )
-        sender.start()
+        try:
+            sender.start()
+        except RuntimeError:  # at interpreter shutdown Python 3.12+ starts no thread: send from here,
+            self.deliver_pending(timeout_s)  # then bounded by the transport's own timeout instead
+            return len(self.spool)
         sender.join(timeout_s)
         return len(self.spool)
 

@@ -296,7 +296,7 @@ def output_dataset(
                 assertions=list(assertions), producer=PRODUCER
             )
         )
-    statistics = {"rowCount": len(value)} if isinstance(value, (pd.DataFrame, pd.Series)) else {}
+    statistics = {"rowCount": rows} if (rows := row_count(value)) is not None else {}
     if size_bytes is not None:
         statistics["size"] = size_bytes
     namespace, name = dataset

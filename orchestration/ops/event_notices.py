@@ -197,18 +197,29 @@ def freshness_changes(
     instance: dg.DagsterInstance, after: int | None
 ) -> tuple[list[FreshnessStateChange], int | None]:
     """Each asset's latest freshness state change after storage id `after` (a state it left
-    within the same batch is not announced), and the storage id read up to."""
-    records = instance.event_log_storage.get_event_records(
-        dg.EventRecordsFilter(dg.DagsterEventType.FRESHNESS_STATE_CHANGE, after_cursor=after),
-        limit=FRESHNESS_BATCH,
-        ascending=True,
-    )
+    since the last tick is not announced), and the storage id read up to. The first tick (no
+    `after`) only notes where the log ends: states from before the sensor was on are not news."""
+    storage = instance.event_log_storage
+    if after is None:
+        newest = storage.get_event_records(
+            dg.EventRecordsFilter(dg.DagsterEventType.FRESHNESS_STATE_CHANGE), limit=1, ascending=False
+        )
+        return [], newest[0].storage_id if newest else 0
     latest: dict[dg.AssetKey, FreshnessStateChange] = {}
-    for record in records:
-        change = record.event_log_entry.get_dagster_event().event_specific_data
-        if isinstance(change, FreshnessStateChange):
-            latest[change.key] = change
-    return list(latest.values()), records[-1].storage_id if records else after
+    while True:
+        records = storage.get_event_records(
+            dg.EventRecordsFilter(dg.DagsterEventType.FRESHNESS_STATE_CHANGE, after_cursor=after),
+            limit=FRESHNESS_BATCH,
+            ascending=True,
+        )
+        for record in records:
+            change = record.event_log_entry.get_dagster_event().event_specific_data
+            if isinstance(change, FreshnessStateChange):
+                latest[change.key] = change
+        if records:
+            after = records[-1].storage_id
+        if len(records) < FRESHNESS_BATCH:
+            return list(latest.values()), after
 
 
 def _freshness_notice(

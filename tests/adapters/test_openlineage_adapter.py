@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from hamilton import driver
 
 from orchestration import OpenLineageAdapter
-from orchestration.lineage import client
+from orchestration.lineage import client, events
 from orchestration.lineage.delivery import LineageSpool
 from tests.lineage.openlineage_spec import require_spec, validate_event
 from tests.support import ROOT
@@ -185,7 +186,15 @@ def test_disabled_lineage_emits_nothing(flow, tmp_path, data_dir, monkeypatch):
 def test_a_hanging_backend_holds_the_exit_at_most_wait_s_and_flush_delivers_the_rest(data_dir):
     spool = LineageSpool(data_dir / "lineage" / "spool")
     with LineageReceiver("hang") as backend:
-        env = _env(data_dir, backend.url)
+        # The transport would wait 60 s for an answer: only the adapter's wait_s=1 ends it sooner.
+        env = {
+            **_env(data_dir, ""),
+            "OPENLINEAGE__TRANSPORT__TYPE": "http",
+            "OPENLINEAGE__TRANSPORT__URL": backend.url,
+            "OPENLINEAGE__TRANSPORT__TIMEOUT": "60",
+        }
+        del env["OPENLINEAGE_URL"]
+        started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-c", EXIT_SCRIPT],
             cwd=ROOT,
@@ -195,7 +204,9 @@ def test_a_hanging_backend_holds_the_exit_at_most_wait_s_and_flush_delivers_the_
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        assert "not delivered before exit" in done.stderr and "lineage.cli flush" in done.stderr
+        assert time.monotonic() - started < 30  # imports, the execution and 1 s: far from 60 s
+        assert "not delivered before exit (the backend did not answer within 1 s)" in done.stderr
+        assert "lineage.cli flush" in done.stderr
         assert "{'sum': " in done.stdout  # the driver's own result, unharmed
         kept = [payload for _, payload in spool.pending()]
         assert len(kept) >= 2 and kept[-1]["eventType"] == "COMPLETE"
@@ -242,10 +253,112 @@ def _env(data_dir: Path, url: str) -> dict[str, str]:
     }
 
 
-def test_a_spool_that_cannot_be_written_never_fails_the_driver(flow, tmp_path, monkeypatch, caplog):
+def test_a_data_directory_that_cannot_be_used_never_fails_the_driver(flow, tmp_path, monkeypatch, caplog):
     not_a_folder = tmp_path / "data-is-a-file"
     not_a_folder.write_text("")
     monkeypatch.setenv("PIPELINE_DATA_DIR", str(not_a_folder))
     dr = driver.Builder().with_modules(flow).with_adapters(OpenLineageAdapter()).build()
     assert dr.execute(["totals"], inputs=run_inputs(tmp_path))["totals"]["amount"].tolist() == [10.0, 10.0]
     assert "OpenLineage: no events for execution" in caplog.text and str(not_a_folder) in caplog.text
+
+
+def test_an_event_that_cannot_be_built_costs_that_event_only(flow, tmp_path, data_dir, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no dataset today")
+
+    monkeypatch.setattr(events, "output_dataset", broken)
+    dr = driver.Builder().with_modules(flow).with_adapters(OpenLineageAdapter()).build()
+    assert dr.execute(["totals"], inputs=run_inputs(tmp_path))["totals"]["amount"].tolist() == [10.0, 10.0]
+    assert "OpenLineage: no event for node orders" in caplog.text
+    sent = delivered(data_dir)
+    assert (sent[0]["eventType"], sent[-1]["eventType"]) == ("START", "COMPLETE")  # the execution's own
+
+
+LOADED_FLOW = """
+import pandas as pd
+from hamilton.function_modifiers import load_from, source
+
+
+@load_from.csv(path=source("prices_file"))
+def prices(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame
+
+
+def doubled(prices: pd.DataFrame) -> pd.DataFrame:
+    return prices * 2
+"""
+
+
+def test_files_loaded_and_materialized_are_datasets_of_their_runs(make_module, tmp_path, data_dir):
+    from hamilton.io.materialization import to
+
+    (tmp_path / "prices.csv").write_text("price\n1\n2\n")
+    flow = make_module(LOADED_FLOW, name="loaded_flow")
+    dr = driver.Builder().with_modules(flow).with_adapters(OpenLineageAdapter()).build()
+    saved = tmp_path / "doubled.csv"
+    dr.materialize(
+        to.csv(id="doubled_csv", dependencies=["doubled"], path=str(saved)),
+        additional_vars=["doubled"],
+        inputs={"prices_file": str(tmp_path / "prices.csv")},
+    )
+    ends = {e["job"]["name"]: e for e in delivered(data_dir) if e["eventType"] == "COMPLETE"}
+    assert ends["loaded_flow.prices"]["inputs"] == [
+        {"namespace": "file", "name": str(tmp_path / "prices.csv")}
+    ]
+    assert ends["loaded_flow.doubled_csv"]["inputs"] == [
+        {"namespace": "hamilton://loaded_flow", "name": "doubled"}
+    ]
+    assert ends["loaded_flow.doubled_csv"]["outputs"] == [{"namespace": "file", "name": str(saved)}]
+
+
+PARALLEL_FLOW = """
+from hamilton.htypes import Collect, Parallelizable
+
+
+def part(parts: int = 6) -> Parallelizable[int]:
+    yield from range(parts)
+
+
+def squared(part: int) -> int:
+    return part * part
+
+
+def total(squared: Collect[int]) -> int:
+    return sum(squared)
+"""
+
+
+def parallel_driver(flow, executor):
+    return (
+        driver.Builder()
+        .with_modules(flow)
+        .enable_dynamic_execution(allow_experimental_mode=True)
+        .with_remote_executor(executor)
+        .with_adapters(OpenLineageAdapter())
+        .build()
+    )
+
+
+def test_nodes_on_several_threads_give_each_asset_one_run(make_module, data_dir):
+    from hamilton.execution import executors
+
+    flow = make_module(PARALLEL_FLOW, name="parallel_flow")
+    assert parallel_driver(flow, executors.MultiThreadingExecutor(4)).execute(["total"])["total"] == 55
+    names = [(e["eventType"], e["job"]["name"]) for e in delivered(data_dir)]
+    assert (names[0], names[-1]) == (("START", "parallel_flow"), ("COMPLETE", "parallel_flow"))
+    # six items of `squared` ran on four threads: still one run of the asset (the first item's)
+    runs = sorted(names[1:-1])
+    assert runs == sorted(
+        (state, f"parallel_flow.{a}") for a in ("part", "squared", "total") for state in ("START", "COMPLETE")
+    )
+
+
+@pytest.mark.services  # Hamilton's multiprocessing executor starts worker processes
+def test_a_multiprocessing_executor_runs_and_its_execution_is_reported(make_module, data_dir):
+    from hamilton.execution import executors
+
+    flow = make_module(PARALLEL_FLOW, name="parallel_flow_mp")
+    dr = parallel_driver(flow, executors.MultiProcessingExecutor(2))
+    assert dr.execute(["total"])["total"] == 55  # the adapter pickles for the workers
+    names = [(e["eventType"], e["job"]["name"]) for e in delivered(data_dir)]
+    assert (names[0], names[-1]) == (("START", "parallel_flow_mp"), ("COMPLETE", "parallel_flow_mp"))

@@ -6,6 +6,7 @@ import threading
 import urllib.request
 import uuid
 
+import pandas as pd
 import pytest
 from hamilton import driver
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,3 +82,12 @@ def test_without_a_gateway_no_pusher_starts(monkeypatch):
 
     driver.Builder().with_modules(counting_flow).with_adapters(Watched()).build().execute(["summary"])
     assert started == []
+
+
+def test_a_failing_column_of_an_overridden_asset_fails_the_driver_with_its_own_error():
+    """The column node's asset was given, not computed: nothing to count, and never our error."""
+    url = f"http://127.0.0.1:{free_port()}"
+    dr = driver.Builder().with_modules(counting_flow).with_adapters(PrometheusAdapter(url)).build()
+    without_y = pd.DataFrame({"x": [1, 2]})
+    with pytest.raises(Exception, match="No such column: y"):
+        dr.execute(["total"], overrides={"table": without_y})

@@ -300,3 +300,21 @@ def test_bad_settings_name_the_variable_and_the_fix(monkeypatch):
     monkeypatch.setenv("NOTICE_REPEAT_MIN", "5m")
     with pytest.raises(ValueError, match="NOTICE_REPEAT_MIN='5m': give a whole number of minutes, 0 or more"):
         repeat_seconds_from_env()
+
+
+def test_states_from_before_the_sensor_was_on_are_not_announced(
+    freshness_daemon, instance, alerting, receiver
+):
+    flow, defs, evaluate = freshness_daemon
+    dg.materialize([hamilton_assets(flow)], instance=instance)
+    materialized = time.time()
+    evaluate(materialized + 60)
+    evaluate(materialized + timedelta(minutes=70).total_seconds())  # WARN before the sensor is on
+    sensor = freshness_notice_sensor(repeat_s=HALF_HOUR_S)
+    said, cursor = tick(sensor, instance, alerting, definitions=defs)
+    assert said == "no new freshness notices" and not receiver.events
+
+    evaluate(materialized + timedelta(hours=3).total_seconds())
+    tick(sensor, instance, alerting, cursor, defs)
+    [fail] = receiver.events
+    assert fail["text"].startswith("*[dagster] report is stale (FAIL)*")
