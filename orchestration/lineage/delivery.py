@@ -12,6 +12,7 @@ at-least-once: runIds are deterministic, so a repeated event is harmless.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from openlineage.client.serde import Serde
 
@@ -33,10 +34,17 @@ FIRST_WAIT_S = 0.02  # until it has accepted one: try soon, so a short run learn
 BATCH_SIZE = 500  # events read from the spool at a time
 CLOSE_WAIT_S = 2.0  # `close` waits this long for a round in progress
 BUSY = "another process is delivering the spooled events right now"
+DAMAGED_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}  # primary result codes of a damaged file
+T = TypeVar("T")
 
 
 class LineageSpool:
-    """Events waiting for delivery, in emission order, plus claims that make events unique."""
+    """Events waiting for delivery, in emission order, plus claims that make events unique.
+
+    A damaged database (a disk error, a truncated or overwritten file) is set aside for
+    inspection, with its `-wal` and `-shm`, and a new spool starts (`_set_aside`): runs go on and
+    lineage flows again, at the cost of what the damaged file held (docs/reliability.md).
+    """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -45,20 +53,84 @@ class LineageSpool:
 
     def _db(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
-        if connection is None or self._local.pid != os.getpid():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
-            connection.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, note TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, reason TEXT NOT NULL);
-                """
-            )
-            self._local.connection, self._local.pid = connection, os.getpid()
+        if connection is not None and self._local.pid == os.getpid() and self._same_file():
+            return connection
+        self.folder.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
+        connection.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, note TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, reason TEXT NOT NULL);
+            """
+        )
+        self._local.connection, self._local.pid = connection, os.getpid()
+        self._local.inode = os.stat(self.path).st_ino
         return connection
+
+    def _same_file(self) -> bool:
+        """Whether `spool.db` is still the file this thread opened (another process may have set a
+        damaged one aside): a stat, so a process never writes into the file kept for inspection."""
+        try:
+            return os.stat(self.path).st_ino == self._local.inode
+        except FileNotFoundError:
+            return False
+
+    def _use(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on this thread's connection; once more on a new spool if the database is damaged."""
+        try:
+            return work(self._db())
+        except sqlite3.DatabaseError as error:
+            if (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF not in DAMAGED_CODES:
+                raise
+            self._set_aside(error)
+            return work(self._db())
+
+    def _set_aside(self, error: sqlite3.DatabaseError) -> None:
+        """Moves the damaged database aside as `spool.db.damaged-<time>` (with its -wal and -shm),
+        once however many processes find it damaged at the same moment: under a file lock, the
+        first renames it; the others then find a healthy `spool.db` and only reconnect."""
+        self._forget_connection()
+        with open(self.folder / ".set-aside.lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                if not self._damaged():
+                    return
+                kept = self.folder / f"spool.db.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(f"{self.path}{suffix}", f"{kept}{suffix}")
+                logger.warning(
+                    "The OpenLineage spool %s is damaged (%s) and was set aside as %s for inspection; "
+                    "a new spool starts and lineage goes on. The events it held are not delivered, and "
+                    "runs in progress may send a START or an end event a second time.",
+                    self.path,
+                    error,
+                    kept,
+                )
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _damaged(self) -> bool:
+        """Whether `spool.db` as it is now cannot be read (a fresh connection, not this thread's)."""
+        if not self.path.exists():
+            return False
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as probe:
+                probe.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                probe.execute("PRAGMA quick_check").fetchall()
+            return False
+        except sqlite3.DatabaseError as error:
+            return (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF in DAMAGED_CODES
+
+    def _forget_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
 
     def put(self, payload: dict[str, Any], claim: str | None = None, note: str = "") -> bool:
         """Spools the event; with `claim`, only if nobody claimed that name before (one commit)."""
@@ -67,66 +139,83 @@ class LineageSpool:
     def put_all(self, items: list[tuple[dict[str, Any], str | None, str]]) -> int:
         """Spools (event, claim, note) items in one commit, each claimed one only if nobody claimed
         its name before; returns how many were spooled."""
-        db = self._db()
-        spooled = 0
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            for payload, claim, note in items:
-                if (
-                    claim is not None
-                    and not db.execute(
-                        "INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (claim, note)
-                    ).rowcount
-                ):
-                    continue
-                db.execute("INSERT INTO events (payload) VALUES (?)", (json.dumps(payload),))
-                spooled += 1
-        return spooled
+        rows = [(json.dumps(payload), claim, note) for payload, claim, note in items]
+
+        def put(db: sqlite3.Connection) -> int:
+            spooled = 0
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                for payload, claim, note in rows:
+                    if (
+                        claim is not None
+                        and not db.execute(
+                            "INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (claim, note)
+                        ).rowcount
+                    ):
+                        continue
+                    db.execute("INSERT INTO events (payload) VALUES (?)", (payload,))
+                    spooled += 1
+            return spooled
+
+        return self._use(put)
 
     def pending(self, limit: int | None = None) -> list[tuple[int, dict]]:
         """(id, event) in emission order."""
         if not self.path.exists():
             return []
-        rows = self._db().execute(
-            "SELECT id, payload FROM events ORDER BY id LIMIT ?", (-1 if limit is None else limit,)
+        rows = self._use(
+            lambda db: db.execute(
+                "SELECT id, payload FROM events ORDER BY id LIMIT ?", (-1 if limit is None else limit,)
+            ).fetchall()
         )
         return [(row_id, json.loads(payload)) for row_id, payload in rows]
 
     def __len__(self) -> int:
         if not self.path.exists():
             return 0
-        return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return self._use(lambda db: db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def delete(self, event_ids: list[int]) -> None:
-        if event_ids:
-            db = self._db()
+        def delete(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in event_ids])
 
+        if event_ids:
+            self._use(delete)
+
     def reject(self, event_id: int, reason: str) -> None:
-        db = self._db()
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT OR REPLACE INTO rejected SELECT id, payload, ? FROM events WHERE id = ?",
-                (reason, event_id),
-            )
-            db.execute("DELETE FROM events WHERE id = ?", (event_id,))
+        def reject(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT OR REPLACE INTO rejected SELECT id, payload, ? FROM events WHERE id = ?",
+                    (reason, event_id),
+                )
+                db.execute("DELETE FROM events WHERE id = ?", (event_id,))
+
+        self._use(reject)
 
     def claim(self, name: str, note: str = "") -> bool:
         """True once per name across all processes sharing the spool (e.g. one START per run)."""
-        cursor = self._db().execute("INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (name, note))
-        return cursor.rowcount == 1
+        return self._use(
+            lambda db: (
+                db.execute("INSERT OR IGNORE INTO claims (name, note) VALUES (?, ?)", (name, note)).rowcount
+                == 1
+            )
+        )
 
     def claims(self, prefix: str) -> dict[str, str]:
         """Claims whose name starts with `prefix`, with their notes."""
         if not self.path.exists():
             return {}
-        rows = self._db().execute(
-            "SELECT name, note FROM claims WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        return self._use(
+            lambda db: dict(
+                db.execute(
+                    "SELECT name, note FROM claims WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+                ).fetchall()
+            )
         )
-        return dict(rows.fetchall())
 
 
 class LineageDelivery:
