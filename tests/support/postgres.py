@@ -42,12 +42,36 @@ def binary(name: str) -> str:
 
 
 class PostgresServer:
-    """A running server: its port, its log, and a way to make databases."""
+    """A running server: its port, its log, a way to make databases, and to restart it."""
 
-    def __init__(self, port: int, process: subprocess.Popen, log: Path):
+    def __init__(self, port: int, command: list[str], log: Path, popen_options: dict):
         self.port = port
-        self.process = process
+        self.command = command
         self.log = log
+        self._popen_options = popen_options
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        with self.log.open("ab") as out:
+            return subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, **self._popen_options)
+
+    def stop(self) -> None:
+        """A "fast" shutdown, as `pg_ctl stop -m fast`: clients are disconnected at once."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def start(self) -> None:
+        self.process = self._start()
+        _wait_until_ready(self)
+
+    def restart(self) -> None:
+        """As `pg_ctl restart -m fast`: every connection is dropped, the server is back in seconds."""
+        self.stop()
+        self.start()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -109,7 +133,7 @@ def postgres_fixture():
     if as_server_user:
         shutil.chown(root, "postgres", "postgres")
     log = root / "postgres.log"
-    process = None
+    server = None
     try:
         with log.open("ab") as out:
             created = subprocess.run(
@@ -132,36 +156,26 @@ def postgres_fixture():
             )
             if created.returncode != 0:
                 pytest.fail(f"initdb failed:\n{log.read_text()}", pytrace=False)
-            port = free_port()
-            process = subprocess.Popen(
-                [
-                    postgres,
-                    "-D",
-                    str(root / "data"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-k",
-                    str(root),
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                **as_server_user,
-            )
-        server = PostgresServer(port, process, log)
+        port = free_port()
+        command = [
+            postgres,
+            "-D",
+            str(root / "data"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(root),
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ]
+        server = PostgresServer(port, command, log, as_server_user)
         _wait_until_ready(server)
         yield server
     finally:
-        if process is not None:
-            process.send_signal(signal.SIGINT)  # "fast" shutdown: disconnects clients
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if server is not None and server.process.poll() is None:
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
