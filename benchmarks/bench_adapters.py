@@ -29,7 +29,7 @@ its own thread, which for sub-millisecond nodes costs more than the nodes (docs/
 `--dead` (at 200 nodes) adds the backend that refuses connections and the one that never
 answers, for Hamilton's adapter and ours: time of one execution and whether it succeeded.
 
-    python benchmarks/bench_adapters.py [--sizes 200 1000 5000] [--repeat 3] [--json out.json] [--dead]
+    python benchmarks/bench_adapters.py [--sizes 200 1000 5000] [--repeat 5] [--json out.json] [--dead]
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def dead_backends(workdir: Path) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--dead", action="store_true")
     args = parser.parse_args()
