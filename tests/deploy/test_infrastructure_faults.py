@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from tests.support import BIN, ROOT
-from tests.support.dagster_dev import graphql
+from tests.support.dagster_dev import graphql, launch_run
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer, postgres_fixture  # noqa: F401  (the `postgres` fixture)
 from tests.support.processes import stop_group
@@ -59,22 +59,7 @@ class Site:
 
     def launch(self, job: str) -> str:
         """A run launched as the UI launches it: queued, then started by the daemon."""
-        launched = graphql(
-            self.url,
-            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-            {
-                "params": {
-                    "selector": {
-                        "repositoryLocationName": LOCATION,
-                        "repositoryName": "__repository__",
-                        "jobName": job,
-                    }
-                }
-            },
-        )["launchRun"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        return launched["run"]["runId"]
+        return launch_run(self.url, job, location=LOCATION)
 
     def messages(self, run_id: str) -> str:
         """The run's event messages, one per line, as the UI shows them."""

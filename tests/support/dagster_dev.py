@@ -42,6 +42,23 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
+def launch_run(
+    url: str, job: str, location: str = LOCATION, asset_paths: list[list[str]] | None = None
+) -> str:
+    """Launches a run of `job` (of these assets only, if given) as the UI does; returns its id."""
+    selector: dict = {"repositoryLocationName": location, "repositoryName": "__repository__", "jobName": job}
+    if asset_paths is not None:
+        selector["assetSelection"] = [{"path": path} for path in asset_paths]
+    launched = graphql(
+        url,
+        """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        {"params": {"selector": selector, "runConfigData": {}}},
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
 class DagsterDev:
     """The running `dagster dev`: its URL, landing folder, log file and GraphQL API."""
 
@@ -55,23 +72,7 @@ class DagsterDev:
 
     def launch_run(self, asset_paths: list[list[str]], job: str = "__ASSET_JOB") -> str:
         """Launches a run of these assets as the UI's Materialize button does; returns its id."""
-        launched = self.graphql(
-            """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-            {
-                "params": {
-                    "selector": {
-                        "repositoryLocationName": LOCATION,
-                        "repositoryName": "__repository__",
-                        "jobName": job,
-                        "assetSelection": [{"path": path} for path in asset_paths],
-                    },
-                    "runConfigData": {},
-                }
-            },
-        )["launchRun"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        return launched["run"]["runId"]
+        return launch_run(self.url, job, asset_paths=asset_paths)
 
     def wait_for_run(self, run_id: str, timeout_s: float = 180) -> str:
         """Polls until the run has finished; returns its final status."""
