@@ -1,9 +1,9 @@
 """The production profile (deploy/dagster.yaml, scripts/prod) on a real PostgreSQL server.
 
 The shipped dataflows materialize through the CLI with a plain `postgresql://` URL, two at once;
-scripts/prod's daemon stores its sensor and schedule ticks and runs their requests at once; a run
-whose worker dies is marked failed; the history is in PostgreSQL's tables, read with plain SQL;
-and the URL's password is written nowhere.
+scripts/prod's daemon stores its sensor and schedule ticks and runs their requests at once; the
+history is in PostgreSQL's tables, read with plain SQL; and the URL's password is written nowhere.
+Faults on this profile are in test_infrastructure_faults.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from orchestration.ops.postgres_storage import PostgresStorage, psycopg2_url
 from tests.support.dagster_dev import graphql
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer, binary, postgres_fixture  # noqa: F401  (the `postgres` fixture)
-from tests.support.processes import command_line, descendants, group_members
+from tests.support.processes import command_line, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -283,41 +282,6 @@ def test_the_daemon_stores_ticks_and_runs_their_requests_at_once(profile, prod):
             "ASSET_MATERIALIZATION",
             "PIPELINE_SUCCESS",
         } <= events
-
-
-@pytest.mark.services  # PostgreSQL, scripts/prod
-def test_a_run_whose_worker_dies_is_marked_failed(profile, prod):
-    launched = graphql(
-        prod.url,
-        """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-             __typename ... on LaunchRunSuccess { run { runId } } } }""",
-        {
-            "params": {
-                "selector": {
-                    "repositoryLocationName": "hamilton_pipelines",
-                    "repositoryName": "__repository__",
-                    "jobName": "ml_training",
-                }
-            }
-        },
-    )["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-
-    def worker_pid() -> int | None:
-        for (event,) in profile.sql("SELECT event FROM event_logs WHERE run_id = %s", run_id):
-            if found := re.search(r"Started process for run \(pid: (\d+)\)", event):
-                return int(found.group(1))
-        return None
-
-    worker = wait_for(worker_pid, "run worker")
-    for pid in [worker, *descendants(worker)]:  # its step processes die with it, as in a crash
-        os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: profile.runs()[run_id][0] == "FAILURE", "failed run")
-    messages = " ".join(
-        event for (event,) in profile.sql("SELECT event FROM event_logs WHERE run_id = %s", run_id)
-    )
-    assert "SIGKILL" in messages
 
 
 @pytest.mark.services  # PostgreSQL, scripts/prod, pg_dump
