@@ -324,8 +324,8 @@ def test_runs_in_flight_finish_while_the_webserver_is_down_and_show_when_it_is_b
 
 
 def test_the_daemon_killed_mid_sensor_tick_still_gives_each_landed_file_one_run(site):
-    in_flight = site.launch("steady")
-    wait_for(lambda: site.status(in_flight) == "STARTED", "a run in flight")
+    in_flight = [site.launch("steady") for _ in range(4)]  # every slot taken: landed runs must queue
+    wait_for(lambda: all(site.status(run) == "STARTED" for run in in_flight), "4 runs in flight")
     landed = days("2022-01-01", 40)
     files = [f"{day}.csv" for day in landed]
 
@@ -344,6 +344,8 @@ def test_the_daemon_killed_mid_sensor_tick_still_gives_each_landed_file_one_run(
         "SELECT status FROM job_ticks WHERE tick_body LIKE '%%landed_days%%' ORDER BY id DESC LIMIT 1"
     )
     assert tick == [("STARTED",)], "the kill came after the tick, not during it"
+    waiting = site.landed_runs(landed)  # created (NOT_STARTED) or queued: no slot is free
+    assert all(statuses in (["NOT_STARTED"], ["QUEUED"]) for statuses in waiting.values()), waiting
 
     restarted = time.monotonic()
     site.start_daemon()
@@ -356,14 +358,14 @@ def test_the_daemon_killed_mid_sensor_tick_still_gives_each_landed_file_one_run(
 
     wait_for(finished, "every landed file's run finished")
     print(
-        f"daemon killed mid-tick ({partway} of {len(landed)} runs submitted, a run in flight): "
+        f"daemon killed mid-tick ({partway} of {len(landed)} runs made, {sorted(waiting.values())}, 4 in flight): "
         f"the rest submitted, all finished {time.monotonic() - restarted:.1f} s after the restart"
     )
     time.sleep(6)  # three more sensor ticks: still one run per file
     assert site.landed_runs(landed) == {day: ["SUCCESS"] for day in landed}
-    # The run in flight was the killed daemon's code server's; it finished, and then that server
+    # The runs in flight were the killed daemon's code server's; they finished, and then that server
     # shut down on its own (it stops once its runs are done, when the daemon's heartbeats stop).
-    assert site.status(in_flight) == "SUCCESS"
+    assert [site.status(run) for run in in_flight] == ["SUCCESS"] * 4
     wait_for(lambda: not group_members(killed.pid), "the killed daemon's code server to exit", timeout_s=120)
 
 
