@@ -7,7 +7,6 @@ module. Rows of docs/reliability.md ("Infrastructure faults").
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
 import itertools
@@ -144,6 +143,13 @@ class Site:
             run_id,
         )
         return sorted(key.strip('[]"') for (key,) in rows)
+
+
+def all_ended(runs: dict[str, list[str]], landed: list[str]) -> bool:
+    """Whether every landed day has its run and every such run has ended (`landed_runs`)."""
+    return len(runs) == len(landed) and all(
+        status in FINISHED for statuses in runs.values() for status in statuses
+    )
 
 
 def days(first: str, count: int) -> list[str]:
@@ -327,16 +333,11 @@ def test_the_daemon_killed_mid_sensor_tick_still_gives_each_landed_file_one_run(
     in_flight = [site.launch("steady") for _ in range(4)]  # every slot taken: landed runs must queue
     wait_for(lambda: all(site.status(run) == "STARTED" for run in in_flight), "4 runs in flight")
     landed = days("2022-01-01", 40)
-    files = [f"{day}.csv" for day in landed]
-
-    def submitted() -> int:
-        return site.sql(
-            "SELECT count(*) FROM run_tags WHERE key = 'landing/file' AND value = ANY(%s)", files
-        )[0][0]
-
     site.land(*landed)
     partway = wait_for(
-        lambda: 0 < (count := submitted()) < len(landed) and count, "the tick's first runs", every_s=0.02
+        lambda: 0 < (count := len(site.landed_runs(landed))) < len(landed) and count,
+        "the tick's first runs",
+        every_s=0.02,
     )
     killed = site.daemon
     site.kill(killed)
@@ -349,14 +350,7 @@ def test_the_daemon_killed_mid_sensor_tick_still_gives_each_landed_file_one_run(
 
     restarted = time.monotonic()
     site.start_daemon()
-
-    def finished() -> bool:
-        runs = site.landed_runs(landed)
-        return sum(map(len, runs.values())) == len(landed) and all(
-            status in FINISHED for statuses in runs.values() for status in statuses
-        )
-
-    wait_for(finished, "every landed file's run finished")
+    wait_for(lambda: all_ended(site.landed_runs(landed), landed), "every landed file's run finished")
     print(
         f"daemon killed mid-tick ({partway} of {len(landed)} runs made, {sorted(waiting.values())}, 4 in flight): "
         f"the rest submitted, all finished {time.monotonic() - restarted:.1f} s after the restart"
@@ -398,7 +392,7 @@ def test_the_daemon_killed_mid_schedule_tick_fires_that_tick_once(site):
                 " AND s.key = 'dagster/schedule_name' AND s.value = 'every_minute'"
             )
 
-        runs = wait_for(runs_of_the_schedule, "the interrupted tick's run")
+        wait_for(runs_of_the_schedule, "the interrupted tick's run")
         time.sleep(8)  # the resumed tick and a few more scheduler loops
         runs = runs_of_the_schedule()
         times = [time_ for time_, _ in runs]
@@ -420,15 +414,14 @@ def test_the_daemon_killed_mid_schedule_tick_fires_that_tick_once(site):
 
 @dataclass
 class Drained:
-    runs: int
+    runs: dict[str, list[str]]  # each landed day's run statuses
     wall_s: float
     most_at_once: int  # sampled: runs STARTING, STARTED or CANCELING
     most_overlapping: int  # from the runs' own start and end times
-    statuses: dict[str, int]
 
     @property
     def per_minute(self) -> float:
-        return self.runs / self.wall_s * 60
+        return len(self.runs) / self.wall_s * 60
 
 
 def drain(site: Site, landed: list[str]) -> Drained:
@@ -437,14 +430,9 @@ def drain(site: Site, landed: list[str]) -> Drained:
     site.land(*landed)
     deadline = started + 1_200
     while True:
-        busy = site.sql("SELECT count(*) FROM runs WHERE status IN ('STARTING', 'STARTED', 'CANCELING')")[0][
-            0
-        ]
+        [(busy,)] = site.sql("SELECT count(*) FROM runs WHERE status IN ('STARTING', 'STARTED', 'CANCELING')")
         most = max(most, busy)
-        runs = site.landed_runs(landed)
-        if sum(map(len, runs.values())) == len(landed) and all(
-            status in FINISHED for statuses in runs.values() for status in statuses
-        ):
+        if all_ended(runs := site.landed_runs(landed), landed):
             break
         assert time.monotonic() < deadline, f"{len(runs)} of {len(landed)} files have runs after 20 minutes"
         time.sleep(0.25)
@@ -456,25 +444,26 @@ def drain(site: Site, landed: list[str]) -> Drained:
     )
     edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     overlapping = max(itertools.accumulate(change for _, change in edges))
-    statuses = collections.Counter(status for statuses in runs.values() for status in statuses)
-    return Drained(len(landed), wall_s, most, overlapping, dict(statuses))
+    return Drained(runs, wall_s, most, overlapping)
 
 
 def test_a_queue_of_200_landed_runs_all_complete_at_most_4_at_a_time(site):
+    first, second = days("2023-01-01", 12), days("2024-01-01", 200)
     site.restart_daemon(max_concurrent_runs=1)
-    one = drain(site, days("2023-01-01", 12))
+    one = drain(site, first)
     site.restart_daemon()  # deploy/dagster.yaml: 4
     size_before = site.sql("SELECT pg_database_size('faults')")[0][0]
-    four = drain(site, days("2024-01-01", 200))
-    growth_kb = (site.sql("SELECT pg_database_size('faults')")[0][0] - size_before) / 1024 / four.runs
+    four = drain(site, second)
+    growth_kb = (site.sql("SELECT pg_database_size('faults')")[0][0] - size_before) / 1024 / len(second)
     for name, drained in (("limit 1", one), ("limit 4", four)):
         print(
-            f"{name}: {drained.runs} runs in {drained.wall_s:.0f} s, {drained.per_minute:.1f} runs/min, "
+            f"{name}: {len(drained.runs)} runs in {drained.wall_s:.0f} s, {drained.per_minute:.1f} runs/min, "
             f"at most {drained.most_at_once} at once (sampled), {drained.most_overlapping} overlapping"
         )
     print(f"database growth: {growth_kb:.0f} kB per run")
 
-    assert one.statuses == {"SUCCESS": 12} and four.statuses == {"SUCCESS": 200}  # none lost or duplicated
+    assert one.runs == {day: ["SUCCESS"] for day in first}  # none lost or duplicated
+    assert four.runs == {day: ["SUCCESS"] for day in second}
     assert one.most_at_once == one.most_overlapping == 1
     assert four.most_at_once <= 4 and 1 < four.most_overlapping <= 4  # the slots are used, never more
     assert four.per_minute > one.per_minute
