@@ -256,12 +256,18 @@ class LineageDelivery:
         self._wake.set()
 
     def drain(self, timeout_s: float, stuck_s: float = 0.05) -> None:
-        """Waits up to `timeout_s` while the backend keeps accepting events; returns at once when
-        it has not yet accepted one, is failing, or one send has taken longer than `stuck_s`."""
+        """Waits up to `timeout_s` while the backend keeps accepting events, or while another
+        process is delivering (this one takes over when it is done, so a process ending right after
+        does not leave its last events behind); returns at once when the backend has not yet
+        accepted one, is failing, or one send has taken longer than `stuck_s`."""
         deadline = time.monotonic() + timeout_s
         self._hurry.set()
         with self._progress:
-            while self.healthy and len(self.spool) and time.monotonic() < deadline and not self.last_error:
+            while (
+                (self.last_error == BUSY or (self.healthy and not self.last_error))
+                and len(self.spool)
+                and time.monotonic() < deadline
+            ):
                 started = self.in_flight_since
                 if started is not None and time.monotonic() - started > stuck_s:
                     return
@@ -374,11 +380,12 @@ class LineageDelivery:
             self._hurry.clear()
             self._wake.clear()
             _, pending = self.deliver_pending()
+            if self.last_error == BUSY:  # another process (or a flush) is sending: take over once it
+                _, pending = self.deliver_pending(BATCH_WAIT_S)  # is done, for what came after its last read
             if pending == 0:
                 self._failures = 0
                 continue
-            if self.last_error == BUSY:  # someone else is sending them (another process, a flush)
-                self._closed.wait(BATCH_WAIT_S)
+            if self.last_error == BUSY:
                 self._wake.set()
                 continue
             delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]

@@ -11,11 +11,13 @@ events from the run itself would spend about 9 s per event against a refusing ba
 retries with backoff) and 30 s per event against a hanging one, so 22 events miss the bound by far.
 """
 
+import fcntl
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,7 +28,7 @@ import pytest
 from hamilton_pipelines import ml_pipeline
 from orchestration import hamilton_assets
 from orchestration.lineage import client as lineage_client
-from orchestration.lineage.delivery import LineageSpool
+from orchestration.lineage.delivery import BUSY, LineageSpool
 from orchestration.lineage.runs import dagster_run
 from tests.support.http_receiver import LineageReceiver
 from tests.support.ports import free_port
@@ -407,6 +409,33 @@ def test_a_successful_delivery_clears_the_previous_backend_error(data_dir, recei
     receiver.set_mode("ok")
     assert target.deliver_pending() == (1, 0)
     assert target.last_error is None
+
+
+def test_a_run_ending_while_another_process_delivers_sends_its_last_events_itself(
+    data_dir, receiver, monkeypatch
+):
+    """Processes share the spool and one delivers at a time. A run that ends while another process
+    holds the delivery lock, after that one's last read of the spool, must not exit with its last
+    events spooled (ten CLI runs at once once left one): its drain waits for the lock, boundedly,
+    and this process sends them itself."""
+    monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
+    target = lineage_client.delivery()
+    last = {**EVENT, "eventType": "COMPLETE"}
+    target.spool.put(EVENT)
+    assert target.deliver_pending() == (1, 0)  # the run's START went out: the backend is up
+    with open(target.spool.folder / ".deliver.lock", "a") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX)  # another process's delivery round, in progress
+        target.emit(last)
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while target.last_error != BUSY and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert target.last_error == BUSY
+        done = threading.Timer(0.3, fcntl.flock, (other_process, fcntl.LOCK_UN))  # its round ends
+        done.start()
+        target.drain(timeout_s=5.0, stuck_s=1.0)  # slow sends are not what this is about
+        done.join()
+
+    assert receiver.events == [EVENT, last] and len(target.spool) == 0
 
 
 def test_an_assets_complete_is_spooled_before_dagster_records_its_materialization(
