@@ -116,15 +116,18 @@ class Site:
         for day in days:
             (self.drops / f"{day}.csv").write_text(f"day,amount\n{day},1\n")
 
-    def landed_runs(self, days: Iterable[str]) -> dict[str, list[str]]:
-        """The statuses of the runs the landing sensor made for each day's file."""
-        rows = self.sql(
-            "SELECT t.value, r.status FROM run_tags t JOIN runs r ON r.run_id = t.run_id"
+    def of_landed(self, columns: str, days: Iterable[str]) -> list[tuple]:
+        """`columns` of the runs (`r`) the landing sensor made for the days' files (`t`: the file tag)."""
+        return self.sql(
+            f"SELECT {columns} FROM run_tags t JOIN runs r ON r.run_id = t.run_id"
             " WHERE t.key = 'landing/file' AND t.value = ANY(%s)",
             [f"{day}.csv" for day in days],
         )
+
+    def landed_runs(self, days: Iterable[str]) -> dict[str, list[str]]:
+        """The statuses of the runs the landing sensor made for each day's file."""
         runs: dict[str, list[str]] = {}
-        for file, status in rows:
+        for file, status in self.of_landed("t.value, r.status", days):
             runs.setdefault(file.removesuffix(".csv"), []).append(status)
         return runs
 
@@ -437,11 +440,7 @@ def drain(site: Site, landed: list[str]) -> Drained:
         assert time.monotonic() < deadline, f"{len(runs)} of {len(landed)} files have runs after 20 minutes"
         time.sleep(0.25)
     wall_s = time.monotonic() - started
-    spans = site.sql(
-        "SELECT r.start_time, r.end_time FROM runs r JOIN run_tags t ON t.run_id = r.run_id"
-        " WHERE t.key = 'landing/file' AND t.value = ANY(%s)",
-        [f"{day}.csv" for day in landed],
-    )
+    spans = site.of_landed("r.start_time, r.end_time", landed)
     edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     overlapping = max(itertools.accumulate(change for _, change in edges))
     return Drained(runs, wall_s, most, overlapping)
