@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,11 @@ CLOSE_WAIT_S = 2.0  # `close` waits this long for a round in progress
 BUSY = "another process is delivering the spooled events right now"
 DAMAGED_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}  # primary result codes of a damaged file
 T = TypeVar("T")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, reason TEXT NOT NULL);
+"""
 
 
 class LineageSpool:
@@ -56,19 +61,26 @@ class LineageSpool:
         if connection is not None and self._local.pid == os.getpid() and self._same_file():
             return connection
         self.folder.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
-        connection.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, note TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, reason TEXT NOT NULL);
-            """
-        )
+        # One process at a time: two switching a new file to WAL at once get "database is locked"
+        # without SQLite's busy wait, and none may pair a new `spool.db` with a `-wal` being set aside.
+        with self._folder_lock():
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
+            connection.executescript(SCHEMA)
+            self._local.inode = os.stat(self.path).st_ino
         self._local.connection, self._local.pid = connection, os.getpid()
-        self._local.inode = os.stat(self.path).st_ino
         return connection
+
+    @contextlib.contextmanager
+    def _folder_lock(self) -> Iterator[None]:
+        """Held while a process opens the spool or sets a damaged one aside (a file lock)."""
+        with open(self.folder / ".spool.lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _same_file(self) -> bool:
         """Whether `spool.db` is still the file this thread opened (another process may have set a
@@ -93,25 +105,21 @@ class LineageSpool:
         once however many processes find it damaged at the same moment: under a file lock, the
         first renames it; the others then find a healthy `spool.db` and only reconnect."""
         self._forget_connection()
-        with open(self.folder / ".set-aside.lock", "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                if not self._damaged():
-                    return
-                kept = self.folder / f"spool.db.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.replace(f"{self.path}{suffix}", f"{kept}{suffix}")
-                logger.warning(
-                    "The OpenLineage spool %s is damaged (%s) and was set aside as %s for inspection; "
-                    "a new spool starts and lineage goes on. The events it held are not delivered, and "
-                    "runs in progress may send a START or an end event a second time.",
-                    self.path,
-                    error,
-                    kept,
-                )
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        with self._folder_lock():
+            if not self._damaged():
+                return
+            kept = self.folder / f"spool.db.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{self.path}{suffix}", f"{kept}{suffix}")
+            logger.warning(
+                "The OpenLineage spool %s is damaged (%s) and was set aside as %s for inspection; "
+                "a new spool starts and lineage goes on. The events it held are not delivered, and "
+                "runs in progress may send a START or an end event a second time.",
+                self.path,
+                error,
+                kept,
+            )
 
     def _damaged(self) -> bool:
         """Whether `spool.db` as it is now cannot be read (a fresh connection, not this thread's)."""
@@ -380,8 +388,9 @@ class LineageDelivery:
             self._hurry.clear()
             self._wake.clear()
             _, pending = self.deliver_pending()
-            if self.last_error == BUSY:  # another process (or a flush) is sending: take over once it
-                _, pending = self.deliver_pending(BATCH_WAIT_S)  # is done, for what came after its last read
+            if self.last_error == BUSY:  # another process (or a flush) is sending; `drain` now knows.
+                # Take over once it is done, for what was spooled after its last read.
+                _, pending = self.deliver_pending(BATCH_WAIT_S)
             if pending == 0:
                 self._failures = 0
                 continue
